@@ -1,0 +1,186 @@
+"""The position field: one source of truth for pre-training and detection.
+
+A position field is a learnable (or fixed sin-cos) tensor of shape ``(1, D, Hf, Wf)`` laid over a
+*canvas*. Every source image is placed on the canvas (``Placement``: offset ``(ox, oy)`` and side
+``s``, all as fractions of the canvas), and every view cut from that image is a *box* on the canvas:
+``(x0, y0, x1, y1)`` in canvas-normalised coordinates (0 = left/top edge, 1 = right/bottom edge).
+A view's position embeddings are the field sampled bilinearly at the centres of the view's
+patch grid inside its box, mirrored when the view was flipped. Because global and local views of
+one image share the placement, they share one coordinate frame.
+
+Convention (tested in tests/test_models/test_pos_field.py): ``grid_sample`` with
+``align_corners=False``, so canvas coordinate ``u`` maps to grid coordinate ``2u - 1`` and the
+field's texel ``j`` covers ``[j/Wf, (j+1)/Wf)``. Sampling the whole canvas ``(0, 0, 1, 1)`` on a
+``Hf x Wf`` patch grid therefore returns the field itself, exactly.
+
+This module imports only torch and numpy, so the mmdet-side backbone can reuse it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PLACEMENT_MODES = ('beta', 'uniform', 'const')
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a source image sits on the field canvas (fractions of the canvas side)."""
+    ox: float
+    oy: float
+    s: float
+
+    def image_box_to_canvas(self, box: Sequence[float], img_wh: Tuple[int, int]) -> np.ndarray:
+        """Map a pixel box ``(x0, y0, x1, y1)`` of the source image to canvas coordinates."""
+        w, h = img_wh
+        x0, y0, x1, y1 = box
+        return np.array([self.ox + self.s * x0 / w, self.oy + self.s * y0 / h,
+                         self.ox + self.s * x1 / w, self.oy + self.s * y1 / h], dtype=np.float32)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.ox, self.oy, self.s], dtype=np.float32)
+
+
+def sample_placement(rng: np.random.Generator, mode: str = 'beta',
+                     beta: Tuple[float, float] = (2.0, 5.0),
+                     scale_range: Tuple[float, float] = (0.0, 1.0)) -> Placement:
+    """Draw one canvas placement for a source image ("position and scale augmentation").
+
+    ``beta``: side ``s ~ Beta(a, b)``; ``uniform``: ``s ~ U(scale_range)``; ``const``: the image
+    spans the whole canvas. The offset is uniform over positions that keep the image inside.
+    The side is clipped to ``[1e-3, 1]`` so a degenerate draw cannot produce an empty box.
+    """
+    if mode == 'const':
+        return Placement(0.0, 0.0, 1.0)
+    if mode == 'beta':
+        s = float(rng.beta(*beta))
+    elif mode == 'uniform':
+        s = float(rng.uniform(*scale_range))
+    else:
+        raise ValueError(f'placement mode must be one of {PLACEMENT_MODES}, got {mode!r}')
+    s = min(max(s, 1e-3), 1.0)
+    return Placement(float(rng.uniform(0, 1 - s)), float(rng.uniform(0, 1 - s)), s)
+
+
+def mean_placement(mode: str = 'beta', beta: Tuple[float, float] = (2.0, 5.0),
+                   scale_range: Tuple[float, float] = (0.0, 1.0)) -> Placement:
+    """The expected placement (mean side, centred): an option for detection inputs."""
+    if mode == 'const':
+        return Placement(0.0, 0.0, 1.0)
+    if mode == 'beta':
+        s = beta[0] / (beta[0] + beta[1])
+    elif mode == 'uniform':
+        s = 0.5 * (scale_range[0] + scale_range[1])
+    else:
+        raise ValueError(f'placement mode must be one of {PLACEMENT_MODES}, got {mode!r}')
+    return Placement((1 - s) / 2, (1 - s) / 2, s)
+
+
+def view_grid(boxes: torch.Tensor, grid_hw: Tuple[int, int],
+              flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Sampling grid for ``F.grid_sample`` at the patch centres of each view's box.
+
+    Args:
+        boxes: ``(B, 4)`` canvas-normalised ``(x0, y0, x1, y1)``.
+        grid_hw: the view's patch grid ``(h, w)``.
+        flips: ``(B,)`` bool; a flipped view's patch ``j`` sits at the mirrored position.
+
+    Returns:
+        ``(B, h, w, 2)`` grid in ``[-1, 1]`` coordinates (x first), float32.
+    """
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f'boxes must have shape (B, 4), got {tuple(boxes.shape)}')
+    h, w = grid_hw
+    boxes = boxes.float()
+    dev = boxes.device
+    tx = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) / w  # (w,)
+    ty = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) / h  # (h,)
+    tx = tx.unsqueeze(0).expand(boxes.shape[0], w)
+    if flips is not None:
+        flips = flips.to(dev).bool().view(-1, 1)
+        tx = torch.where(flips, 1.0 - tx, tx)
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    xs = x0[:, None] + (x1 - x0)[:, None] * tx  # (B, w)
+    ys = y0[:, None] + (y1 - y0)[:, None] * ty[None]  # (B, h)
+    gx = (2 * xs - 1)[:, None, :].expand(-1, h, w)
+    gy = (2 * ys - 1)[:, :, None].expand(-1, h, w)
+    return torch.stack([gx, gy], dim=-1)
+
+
+def sample_field(field: torch.Tensor, boxes: torch.Tensor, grid_hw: Tuple[int, int],
+                 flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Sample a ``(1|B, D, Hf, Wf)`` field on each view's patch grid.
+
+    Returns ``(B, h * w, D)`` in the field's dtype. Interpolation runs in fp32 (fp16 grid
+    coordinates are too coarse for a 50-cell field), with border padding so boxes that touch the
+    canvas edge do not fade towards zero.
+    """
+    grid = view_grid(boxes, grid_hw, flips)
+    f = field.float()
+    if f.shape[0] == 1 and grid.shape[0] != 1:
+        f = f.expand(grid.shape[0], -1, -1, -1)
+    out = F.grid_sample(f, grid, mode='bilinear', padding_mode='border', align_corners=False)
+    return out.flatten(2).transpose(1, 2).to(field.dtype)
+
+
+def sincos_field(embed_dims: int, field_hw: Tuple[int, int], temperature: float = 10000.) -> torch.Tensor:
+    """Fixed 2-D sin-cos field ``(1, D, Hf, Wf)`` (MAE/MoCoV3 layout, evaluated at texel centres)."""
+    if embed_dims % 4 != 0:
+        raise ValueError(f'sin-cos field needs embed_dims divisible by 4, got {embed_dims}')
+    h, w = field_hw
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing='ij')
+    quarter = embed_dims // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    ox = xs.flatten()[:, None] * omega[None]
+    oy = ys.flatten()[:, None] * omega[None]
+    emb = torch.cat([ox.sin(), ox.cos(), oy.sin(), oy.cos()], dim=1)  # (h*w, D)
+    return emb.t().reshape(1, embed_dims, h, w)
+
+
+class PositionField(nn.Module):
+    """A position field over the canvas, sampled for any view box and patch grid.
+
+    Args:
+        embed_dims: channels ``D``.
+        field_size: ``(Hf, Wf)``; default 50 x 50 (paper), 19 x 19 is its ablation.
+        mode: ``'learnable'`` (trunc-normal std ``init_std``) or ``'sincos'`` (fixed buffer).
+    """
+
+    def __init__(self, embed_dims: int, field_size: Union[int, Tuple[int, int]] = (50, 50),
+                 mode: str = 'learnable', init_std: float = 0.02):
+        super().__init__()
+        if isinstance(field_size, int):
+            field_size = (field_size, field_size)
+        if mode not in ('learnable', 'sincos'):
+            raise ValueError(f"PositionField mode must be 'learnable' or 'sincos', got {mode!r}")
+        self.embed_dims = embed_dims
+        self.field_size = tuple(field_size)
+        self.mode = mode
+        if mode == 'learnable':
+            self.field = nn.Parameter(torch.zeros(1, embed_dims, *self.field_size))
+            nn.init.trunc_normal_(self.field, std=init_std)
+        else:
+            self.register_buffer('field', sincos_field(embed_dims, self.field_size), persistent=True)
+
+    def forward(self, boxes: torch.Tensor, grid_hw: Tuple[int, int],
+                flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(B, h*w, D)`` embeddings for views with canvas ``boxes`` (``(B, 4)``)."""
+        return sample_field(self.field, boxes, grid_hw, flips)
+
+    def for_whole_image(self, batch: int, grid_hw: Tuple[int, int],
+                        placement: Optional[Placement] = None) -> torch.Tensor:
+        """Embeddings for un-cropped inputs (detection): the image covers ``placement``'s window,
+        the whole canvas by default."""
+        p = placement or Placement(0.0, 0.0, 1.0)
+        box = torch.tensor([[p.ox, p.oy, p.ox + p.s, p.oy + p.s]], device=self.field.device)
+        return self.forward(box, grid_hw).expand(batch, -1, -1)
+
+    def extra_repr(self) -> str:
+        return f'embed_dims={self.embed_dims}, field_size={self.field_size}, mode={self.mode!r}'
