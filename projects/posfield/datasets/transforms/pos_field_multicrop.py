@@ -1,0 +1,143 @@
+"""Multi-crop views that remember where they came from: per-view canvas box and flip."""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform, Compose
+from mmpretrain.registry import TRANSFORMS
+
+from ...models.utils.pos_field import sample_placement
+
+
+def _jitter_gray():
+    return [
+        dict(type='RandomApply', prob=0.8,
+             transforms=[dict(type='HueSafeColorJitter', brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)]),
+        dict(type='RandomGrayscale', prob=0.2, keep_channels=True, channel_weights=(0.114, 0.587, 0.2989)),
+    ]
+
+
+def _blur(prob):
+    return dict(type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=prob)
+
+
+# DINO's recipe: global view 1 always blurred; global view 2 rarely blurred, sometimes solarised; locals half.
+DINO_GLOBAL_TRANSFORMS = [
+    _jitter_gray() + [_blur(1.0)],
+    _jitter_gray() + [_blur(0.1), dict(type='Solarize', thr=128, prob=0.2)],
+]
+DINO_LOCAL_TRANSFORMS = _jitter_gray() + [_blur(0.5)]
+
+
+def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: Tuple[float, float],
+                    ratio: Tuple[float, float]) -> Tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box ``(x0, y0, x1, y1)`` in pixels, with its centre-crop fallback."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            y0 = int(rng.integers(0, height - h + 1))
+            x0 = int(rng.integers(0, width - w + 1))
+            return x0, y0, x0 + w, y0 + h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return x0, y0, x0 + w, y0 + h
+
+
+@TRANSFORMS.register_module()
+class PosFieldMultiCrop(BaseTransform):
+    """Global and local views of one image with their canvas boxes and flips (docs/design.md contract 2).
+
+    One canvas placement is drawn per image (``placement``: kwargs of ``sample_placement``, default
+    ``mode='beta', beta=(2, 5)``) and shared by all its views. Each view: a RandomResizedCrop box in source
+    pixels, resized to the view size, flipped with ``flip_prob``; the box is mapped to the canvas, the flip is
+    recorded separately. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
+    transforms: ``global_transforms`` is a list of pipelines used for global views in turn,
+    ``local_transforms`` one pipeline for the locals; ``[]`` disables them.
+
+    Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``view_boxes`` float32 (V, 4),
+    ``view_flips`` bool (V,), ``placement`` float32 (3,). ``seed`` makes the geometry deterministic (tests).
+    ``crop_aligned=False`` (ablation "position masking only") gives every view the whole image's box and no
+    flip, i.e. ordinary per-view positions sampled from the field.
+    """
+
+    def __init__(self, global_crops_number: int = 2, global_crops_size: int = 224,
+                 global_crops_scale: Tuple[float, float] = (0.32, 1.0), local_crops_number: int = 8,
+                 local_crops_size: int = 96, local_crops_scale: Tuple[float, float] = (0.05, 0.32),
+                 ratio: Tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
+                 placement: Optional[dict] = None,
+                 global_transforms: Optional[Sequence[Sequence[dict]]] = None,
+                 local_transforms: Optional[Sequence[dict]] = None, crop_aligned: bool = True,
+                 seed: Optional[int] = None):
+        if global_crops_number < 1:
+            raise ValueError(f'global_crops_number must be >= 1, got {global_crops_number}')
+        self.global_crops_number = global_crops_number
+        self.global_crops_size = global_crops_size
+        self.global_crops_scale = tuple(global_crops_scale)
+        self.local_crops_number = local_crops_number
+        self.local_crops_size = local_crops_size
+        self.local_crops_scale = tuple(local_crops_scale)
+        self.ratio = tuple(ratio)
+        self.flip_prob = flip_prob
+        self.placement = dict(mode='beta', beta=(2.0, 5.0)) if placement is None else dict(placement)
+        global_transforms = DINO_GLOBAL_TRANSFORMS if global_transforms is None else global_transforms
+        local_transforms = DINO_LOCAL_TRANSFORMS if local_transforms is None else local_transforms
+        self.global_pipelines = [Compose(list(t)) for t in global_transforms] or [Compose([])]
+        self.local_pipeline = Compose(list(local_transforms))
+        self.crop_aligned = crop_aligned
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def _generator(self) -> np.random.Generator:
+        # Without a seed, draw from numpy's global state, which mmengine seeds per worker.
+        return self._rng if self._rng is not None else np.random.default_rng(np.random.randint(2**31))
+
+    def _view(self, img, size, scale, rng, placement, pipeline):
+        height, width = img.shape[:2]
+        x0, y0, x1, y1 = sample_crop_box(rng, height, width, scale, self.ratio)
+        crop = img[y0:y1, x0:x1]
+        interp = cv2.INTER_AREA if (x1 - x0) > size else cv2.INTER_LINEAR
+        view = cv2.resize(crop, (size, size), interpolation=interp)
+        flip = bool(rng.random() < self.flip_prob)
+        if flip:
+            view = view[:, ::-1]
+        view = pipeline(dict(img=np.ascontiguousarray(view)))['img']
+        if not self.crop_aligned:  # ablation: every view is positioned as if it were the whole image
+            return view, placement.image_box_to_canvas((0, 0, width, height), (width, height)), False
+        return view, placement.image_box_to_canvas((x0, y0, x1, y1), (width, height)), flip
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        rng = self._generator()
+        placement = sample_placement(rng, **self.placement)
+        views: List[np.ndarray] = []
+        boxes, flips = [], []
+        for i in range(self.global_crops_number):
+            pipeline = self.global_pipelines[i % len(self.global_pipelines)]
+            v, b, f = self._view(img, self.global_crops_size, self.global_crops_scale, rng, placement, pipeline)
+            views.append(v), boxes.append(b), flips.append(f)
+        for _ in range(self.local_crops_number):
+            v, b, f = self._view(img, self.local_crops_size, self.local_crops_scale, rng, placement,
+                                 self.local_pipeline)
+            views.append(v), boxes.append(b), flips.append(f)
+        results['img'] = views
+        results['img_shape'] = (self.global_crops_size, self.global_crops_size)
+        results['view_boxes'] = np.stack(boxes).astype(np.float32)
+        results['view_flips'] = np.asarray(flips, dtype=bool)
+        results['placement'] = placement.as_array()
+        return results
+
+    def __repr__(self):
+        return (f'{self.__class__.__name__}(global={self.global_crops_number}x{self.global_crops_size} '
+                f'{self.global_crops_scale}, local={self.local_crops_number}x{self.local_crops_size} '
+                f'{self.local_crops_scale}, placement={self.placement})')

@@ -1,0 +1,3 @@
+from .pos_field_vit import PosFieldViT
+
+__all__ = ['PosFieldViT']

@@ -1,0 +1,140 @@
+"""ViT whose patch position embeddings are sampled from a position field at each view's box."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch.utils.checkpoint import checkpoint
+
+from ..utils.pos_field import PositionField
+
+POS_EMBED_TYPES = ('field', 'interpolate')
+
+
+@MODELS.register_module()
+class PosFieldViT(VisionTransformer):
+    """Vision Transformer with crop-aligned (field-sampled) position embeddings.
+
+    Args:
+        pos_embed_type: ``'field'`` (the method: positions sampled from :class:`PositionField` at the patch
+            centres of each view's canvas box, mirrored for flipped views) or ``'interpolate'`` (the
+            DINOv2-dagger baseline: an ordinary learned ``pos_embed`` resized bicubically per resolution).
+        pos_field: kwargs of :class:`PositionField` (``field_size``, ``mode``) for ``'field'``.
+        with_cp: activation checkpointing of the transformer layers while training.
+        Other args: mmpretrain's :class:`VisionTransformer` (``layer_scale_init_value`` 1e-5 and
+        ``drop_path_rate`` 0.1 by default, as in the spec).
+
+    Tokens: ``[CLS]`` (with its own learned position ``cls_pos`` in field mode) followed by the patches.
+    ``mask_token`` replaces a content-masked patch embedding before positions are added;
+    ``pos_mask_token`` replaces a position-masked patch's position embedding.
+    """
+
+    def __init__(self, arch='small', img_size=224, patch_size=16, pos_embed_type: str = 'field',
+                 pos_field: Optional[dict] = None, layer_scale_init_value: float = 1e-5,
+                 drop_path_rate: float = 0.1, with_cp: bool = False, out_type: str = 'cls_token',
+                 **kwargs):
+        if pos_embed_type not in POS_EMBED_TYPES:
+            raise ValueError(f'pos_embed_type must be one of {POS_EMBED_TYPES}, got {pos_embed_type!r}')
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
+                         layer_scale_init_value=layer_scale_init_value, drop_path_rate=drop_path_rate,
+                         out_type=out_type, with_cls_token=True, **kwargs)
+        dims = self.embed_dims
+        self.pos_embed_type = pos_embed_type
+        self.with_cp = with_cp
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dims))
+        if pos_embed_type == 'field':
+            self.pos_embed = None  # positions come from the field; no unused parameter
+            self.pos_field = PositionField(dims, **(pos_field or {}))
+            self.cls_pos = nn.Parameter(torch.zeros(1, 1, dims))
+            self.pos_mask_token = nn.Parameter(torch.zeros(1, 1, dims))
+
+    def init_weights(self):
+        super().init_weights()
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            return
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        if self.pos_embed_type == 'field':
+            nn.init.trunc_normal_(self.cls_pos, std=0.02)
+            nn.init.trunc_normal_(self.pos_mask_token, std=0.02)
+            if self.pos_field.mode == 'learnable':
+                nn.init.trunc_normal_(self.pos_field.field, std=0.02)
+
+    def _positions(self, batch: int, hw: Tuple[int, int], boxes, flips) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(cls position (1|B, 1, D), patch positions (1|B, N, D))."""
+        if self.pos_embed_type == 'interpolate':
+            pos = resize_pos_embed(self.pos_embed.float(), self.patch_resolution, hw,
+                                   mode=self.interpolate_mode, num_extra_tokens=self.num_extra_tokens)
+            pos = pos.to(self.pos_embed.dtype)
+            return pos[:, :1], pos[:, 1:]
+        if boxes is None:
+            return self.cls_pos, self.pos_field.for_whole_image(batch, hw)
+        if boxes.shape != (batch, 4):
+            raise ValueError(f'boxes must have shape ({batch}, 4), got {tuple(boxes.shape)}')
+        return self.cls_pos, self.pos_field(boxes, hw, flips)
+
+    def forward_tokens(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
+                       flips: Optional[torch.Tensor] = None, content_mask: Optional[torch.Tensor] = None,
+                       pos_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encode views; returns final-normed ``(cls (B, D), patches (B, N, D))``.
+
+        ``boxes`` ``(B, 4)`` canvas boxes (None: the whole canvas), ``flips`` ``(B,)`` bool,
+        ``content_mask`` / ``pos_mask`` ``(B, h, w)`` bool on the patch grid.
+        """
+        tokens, hw = self._embed(x, boxes, flips, content_mask, pos_mask)
+        for layer in self.layers:
+            tokens = self._run_layer(layer, tokens)
+        if self.final_norm:
+            tokens = self.ln1(tokens)
+        return tokens[:, 0], tokens[:, 1:]
+
+    def _embed(self, x, boxes=None, flips=None, content_mask=None, pos_mask=None):
+        batch = x.shape[0]
+        patches, hw = self.patch_embed(x)
+        if content_mask is not None:
+            m = self._check_mask(content_mask, batch, hw, 'content_mask').unsqueeze(-1)
+            patches = torch.where(m, self.mask_token.to(patches.dtype), patches)
+        cls_pos, pos = self._positions(batch, hw, boxes, flips)
+        if pos_mask is not None:
+            if self.pos_embed_type != 'field':
+                raise ValueError("pos_mask needs pos_embed_type='field' (the baseline has no position masking)")
+            m = self._check_mask(pos_mask, batch, hw, 'pos_mask').unsqueeze(-1)
+            pos = torch.where(m, self.pos_mask_token.to(pos.dtype), pos)
+        patches = patches + pos.to(patches.dtype)
+        cls = (self.cls_token + cls_pos).to(patches.dtype).expand(batch, -1, -1)
+        tokens = self.pre_norm(self.drop_after_pos(torch.cat([cls, patches], dim=1)))
+        return tokens, hw
+
+    @staticmethod
+    def _check_mask(mask, batch, hw, name):
+        if tuple(mask.shape) != (batch, *hw):
+            raise ValueError(f'{name} must have shape {(batch, *hw)} (batch, patch grid), got {tuple(mask.shape)}')
+        return mask.to(torch.bool).flatten(1)
+
+    def _run_layer(self, layer, tokens):
+        if self.with_cp and self.training and tokens.requires_grad:
+            return checkpoint(layer, tokens, use_reentrant=False)
+        return layer(tokens)
+
+    def forward(self, x):
+        """mmpretrain's backbone API (tuple of outputs at ``out_indices``), whole-canvas positions."""
+        tokens, hw = self._embed(x)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            tokens = self._run_layer(layer, tokens)
+            if i == len(self.layers) - 1 and self.final_norm:
+                tokens = self.ln1(tokens)
+            if i in self.out_indices:
+                outs.append(self._format_output(tokens, hw))
+        return tuple(outs)
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer-wise lr decay depth: the field and all tokens sit with the patch embedding at depth 0."""
+        num_layers = self.num_layers + 2
+        if param_name.startswith(prefix):
+            name = param_name[len(prefix):]
+            if name in ('cls_pos', 'mask_token', 'pos_mask_token') or name.startswith('pos_field.'):
+                return 0, num_layers
+        return super().get_layer_depth(param_name, prefix)

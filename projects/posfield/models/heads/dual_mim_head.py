@@ -1,0 +1,38 @@
+"""Dual masked prediction: L_content on content-masked tokens and L_pos on position-masked tokens."""
+from typing import Dict, Optional
+
+import torch
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+
+def masked_position_accuracy(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Share of position-masked tokens whose student prototype (argmax) equals the teacher's."""
+    if student_logits.shape[0] == 0:
+        return student_logits.new_zeros(())
+    return (student_logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean()
+
+
+@MODELS.register_module()
+class DualMIMHead(BaseModule):
+    """One :class:`iBOTPatchLoss` (one centre) for both branches.
+
+    The teacher sees every view unmasked and with correct positions, so the targets of both branches
+    come from one distribution; sharing the centre (updated once per step from all masked tokens)
+    follows from that (decision, method.md section 2: L_pos shares the iBOT head and prototypes).
+    """
+
+    def __init__(self, loss: dict, content_weight: float = 1.0, pos_weight: float = 1.0, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.loss_module = MODELS.build(loss)
+        self.content_weight = content_weight
+        self.pos_weight = pos_weight
+
+    def loss(self, student_content: torch.Tensor, teacher_content: torch.Tensor,
+             student_pos: torch.Tensor, teacher_pos: torch.Tensor, teacher_temp: float,
+             content_weights: Optional[torch.Tensor] = None,
+             pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        loss_content = self.loss_module(student_content, teacher_content, teacher_temp, content_weights)
+        loss_pos = self.loss_module(student_pos, teacher_pos, teacher_temp, pos_weights)
+        self.loss_module.update_center(torch.cat([teacher_content, teacher_pos]))
+        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)

@@ -1,0 +1,69 @@
+"""Teacher target normalisation shared by the [CLS] and patch losses: EMA centering or Sinkhorn-Knopp."""
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+CENTERINGS = ('centering', 'sinkhorn_knopp')
+
+
+def _dist_ready() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@torch.no_grad()
+def sinkhorn_knopp(logits: torch.Tensor, temp: float, n_iters: int = 3) -> torch.Tensor:
+    """Doubly-normalised teacher targets (SwAV/DINOv2); rows sum to 1; distributed-aware."""
+    q = logits.float() / temp
+    q = torch.exp(q - q.max()).t()  # (K, B); the global shift cancels in the normalisation
+    world = dist.get_world_size() if _dist_ready() else 1
+    n_samples = q.shape[1] * world
+    n_protos = q.shape[0]
+    total = q.sum()
+    if _dist_ready():
+        dist.all_reduce(total)
+    q /= total
+    for _ in range(n_iters):
+        rows = q.sum(dim=1, keepdim=True)
+        if _dist_ready():
+            dist.all_reduce(rows)
+        q /= rows
+        q /= n_protos
+        q /= q.sum(dim=0, keepdim=True)
+        q /= n_samples
+    q *= n_samples
+    return q.t()
+
+
+class TeacherCentering(nn.Module):
+    """Holds the ``center`` buffer and turns teacher logits into target probabilities."""
+
+    def __init__(self, out_dim: int, center_momentum: float = 0.9, centering: str = 'centering'):
+        super().__init__()
+        if centering not in CENTERINGS:
+            raise ValueError(f'centering must be one of {CENTERINGS}, got {centering!r}')
+        self.centering = centering
+        self.center_momentum = center_momentum
+        self.register_buffer('center', torch.zeros(1, out_dim))
+
+    @torch.no_grad()
+    def targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        if self.centering == 'sinkhorn_knopp':
+            return sinkhorn_knopp(teacher_logits, teacher_temp)
+        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def update(self, teacher_logits: torch.Tensor) -> None:
+        """EMA of the batch mean (all ranks), after the targets were computed.
+
+        Every rank must call this once per step, even with no rows (no masked tokens here), or the
+        all-reduce would wait forever; a step with no rows on any rank leaves the centre unchanged.
+        """
+        batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
+        count = torch.tensor([teacher_logits.shape[0]], device=batch_sum.device, dtype=torch.float32)
+        if _dist_ready():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        if count.item() == 0:
+            return
+        self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)

@@ -1,0 +1,3 @@
+from .dino_projection_neck import DINOProjectionNeck
+
+__all__ = ['DINOProjectionNeck']
