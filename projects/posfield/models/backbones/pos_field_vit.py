@@ -62,6 +62,10 @@ class PosFieldViT(VisionTransformer):
             if self.pos_field.mode == 'learnable':
                 nn.init.trunc_normal_(self.pos_field.field, std=0.02)
 
+    def train(self, mode: bool = True):
+        super().train(mode)  # mmpretrain's BaseBackbone.train returns None, which breaks `m.eval()` chains
+        return self
+
     def _positions(self, batch: int, hw: Tuple[int, int], boxes, flips) -> Tuple[torch.Tensor, torch.Tensor]:
         """(cls position (1|B, 1, D), patch positions (1|B, N, D))."""
         if self.pos_embed_type == 'interpolate':
@@ -97,9 +101,11 @@ class PosFieldViT(VisionTransformer):
             m = self._check_mask(content_mask, batch, hw, 'content_mask').unsqueeze(-1)
             patches = torch.where(m, self.mask_token.to(patches.dtype), patches)
         cls_pos, pos = self._positions(batch, hw, boxes, flips)
-        if pos_mask is not None:
-            if self.pos_embed_type != 'field':
+        if pos_mask is not None and self.pos_embed_type != 'field':
+            if bool(pos_mask.any()):
                 raise ValueError("pos_mask needs pos_embed_type='field' (the baseline has no position masking)")
+            pos_mask = None  # an all-False mask is a no-op in the baseline
+        if pos_mask is not None:
             m = self._check_mask(pos_mask, batch, hw, 'pos_mask').unsqueeze(-1)
             pos = torch.where(m, self.pos_mask_token.to(pos.dtype), pos)
         patches = patches + pos.to(patches.dtype)

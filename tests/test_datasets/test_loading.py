@@ -1,0 +1,81 @@
+"""LoadRGBImage: odd formats become correct RGB; broken files fail naming the file, or are skipped."""
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from projects.posfield.datasets.transforms import LoadRGBImage, UnreadableImageError
+
+
+def test_formats(tmp_path):
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    Image.fromarray(gray, 'L').save(tmp_path / 'g.png')
+    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'g.png')))
+    assert out['img'].shape == (8, 8, 3) and (out['img'][..., 0] == gray).all()
+
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10  # red, nearly transparent
+    Image.fromarray(rgba, 'RGBA').save(tmp_path / 'a.png')
+    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'a.png')))
+    assert out['img'].shape == (4, 5, 3) and (out['img'][..., 2] == 200).all()  # BGR: red is last
+    assert out['img_shape'] == (4, 5)
+
+    deep = np.array([[0, 65535], [32768, 257]], dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / 'd16.png')
+    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'd16.png')))
+    assert out['img'].dtype == np.uint8
+    assert out['img'][..., 0].tolist() == [[0, 255], [128, 1]]
+
+
+def _truncated_jpeg(path):
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def test_broken_files_raise_naming_the_file(tmp_path):
+    _truncated_jpeg(tmp_path / 'cut.jpg')
+    (tmp_path / 'junk.jpg').write_bytes(b'not an image at all')
+    for name in ('cut.jpg', 'junk.jpg', 'missing.jpg'):
+        with pytest.raises(UnreadableImageError, match=name):
+            LoadRGBImage()(dict(img_path=str(tmp_path / name)))
+    Image.fromarray(np.zeros((10, 30, 3), np.uint8)).save(tmp_path / 'small.png')
+    with pytest.raises(UnreadableImageError, match='small.png.*min_size=16'):
+        LoadRGBImage(min_size=16)(dict(img_path=str(tmp_path / 'small.png')))
+
+
+def test_skip_logs_and_returns_none(tmp_path, caplog):
+    _truncated_jpeg(tmp_path / 'cut.jpg')
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance('skip_test')
+    logger.propagate = True
+    with caplog.at_level(logging.WARNING):
+        assert LoadRGBImage(on_error='skip')(dict(img_path=str(tmp_path / 'cut.jpg'))) is None
+    with pytest.raises(ValueError, match='on_error'):
+        LoadRGBImage(on_error='ignore')
+
+
+def test_pipeline_to_model_inputs(tmp_path):
+    """The whole pipeline, collate and SelfSupDataPreprocessor give V view batches + per-view fields."""
+    from mmengine.dataset import default_collate
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS, TRANSFORMS
+    from mmcv.transforms import Compose
+    import projects.posfield  # noqa: F401
+    init_default_scope('mmpretrain')
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((50, 70, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / f'{i}.jpg')
+    pipe = Compose([TRANSFORMS.build(t) for t in [
+        dict(type='LoadRGBImage'),
+        dict(type='PosFieldMultiCrop', global_crops_size=32, local_crops_number=3, local_crops_size=16),
+        dict(type='PosFieldMaskGenerator', patch_size=8, mask_prob=1.0),
+        dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks']),
+    ]])
+    batch = default_collate([pipe(dict(img_path=str(tmp_path / f'{i}.jpg'))) for i in range(2)])
+    pre = MODELS.build(dict(type='SelfSupDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], to_rgb=True))
+    data = pre(batch, training=True)
+    assert [tuple(x.shape) for x in data['inputs']] == [(2, 3, 32, 32)] * 2 + [(2, 3, 16, 16)] * 3
+    sample = data['data_samples'][0]
+    assert sample.view_boxes.shape == (5, 4) and sample.content_masks.shape == (2, 4, 4)

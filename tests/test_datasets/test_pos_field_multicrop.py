@@ -1,0 +1,81 @@
+"""PosFieldMultiCrop: every view carries exactly the box (and flip) it was cut from."""
+import numpy as np
+import pytest
+
+from projects.posfield.datasets.transforms import PosFieldMultiCrop, sample_crop_box
+
+W, H = 200, 150
+
+
+def coordinate_image():
+    """Channel 0 holds each pixel's x, channel 1 its y (both < 256)."""
+    img = np.zeros((H, W, 3), dtype=np.uint8)
+    img[..., 0] = np.arange(W)[None, :]
+    img[..., 1] = np.arange(H)[:, None]
+    return img
+
+
+def make(seed, **kw):
+    args = dict(global_crops_number=2, global_crops_size=48, local_crops_number=4, local_crops_size=24,
+                global_transforms=[], local_transforms=[], flip_prob=0.5, seed=seed)
+    args.update(kw)
+    return PosFieldMultiCrop(**args)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_views_carry_their_recorded_box_and_flip(seed):
+    out = make(seed)(dict(img=coordinate_image()))
+    ox, oy, s = out['placement']
+    assert len(out['img']) == 6 and out['view_boxes'].shape == (6, 4) and out['view_flips'].shape == (6,)
+    for view, box, flip in zip(out['img'], out['view_boxes'], out['view_flips']):
+        size = view.shape[0]
+        # canvas box -> source pixels through the image's placement
+        x0, x1 = (box[0] - ox) / s * W, (box[2] - ox) / s * W
+        y0, y1 = (box[1] - oy) / s * H, (box[3] - oy) / s * H
+        centres = (np.arange(size) + 0.5) / size
+        expect_x = x0 + centres * (x1 - x0) - 0.5
+        expect_y = y0 + centres * (y1 - y0) - 0.5
+        if flip:
+            expect_x = expect_x[::-1]
+        got_x = view[size // 2, :, 0].astype(float)
+        got_y = view[:, size // 2, 1].astype(float)
+        assert np.abs(got_x[1:-1] - expect_x[1:-1]).max() <= 1.0, (flip, got_x[:4], expect_x[:4])
+        assert np.abs(got_y[1:-1] - expect_y[1:-1]).max() <= 1.0
+
+
+def test_all_views_share_one_placement_inside_the_canvas():
+    t = make(3)
+    placements = []
+    for _ in range(5):
+        out = t(dict(img=coordinate_image()))
+        ox, oy, s = out['placement']
+        b = out['view_boxes']
+        eps = 1e-6
+        assert (b[:, 0] >= ox - eps).all() and (b[:, 2] <= ox + s + eps).all()
+        assert (b[:, 1] >= oy - eps).all() and (b[:, 3] <= oy + s + eps).all()
+        assert (b >= -eps).all() and (b <= 1 + eps).all()
+        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+        placements.append(tuple(out['placement']))
+    assert len(set(placements)) == 5  # a new placement per image
+
+
+def test_const_placement_and_not_crop_aligned():
+    out = make(0, placement=dict(mode='const'))(dict(img=coordinate_image()))
+    assert tuple(out['placement']) == (0.0, 0.0, 1.0)
+    out = make(0, crop_aligned=False, placement=dict(mode='const'))(dict(img=coordinate_image()))
+    assert np.allclose(out['view_boxes'], [0, 0, 1, 1]) and not out['view_flips'].any()
+
+
+def test_sizes_and_photometric_defaults_run():
+    t = PosFieldMultiCrop(global_crops_size=32, local_crops_size=16, local_crops_number=3, seed=1)
+    rng = np.random.default_rng(0)
+    out = t(dict(img=(rng.random((40, 60, 3)) * 255).astype(np.uint8)))
+    assert [v.shape for v in out['img']] == [(32, 32, 3)] * 2 + [(16, 16, 3)] * 3
+    assert all(v.dtype == np.uint8 for v in out['img'])
+
+
+def test_crop_box_sampler_stays_inside_and_falls_back():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x0, y0, x1, y1 = sample_crop_box(rng, 30, 500, (0.05, 1.0), (3 / 4, 4 / 3))
+        assert 0 <= x0 < x1 <= 500 and 0 <= y0 < y1 <= 30

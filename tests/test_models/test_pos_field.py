@@ -1,0 +1,65 @@
+"""The position field: sampling conventions that pre-training and detection rely on."""
+import numpy as np
+import pytest
+import torch
+
+from projects.posfield.models.utils.pos_field import (Placement, PositionField, mean_placement, sample_field,
+                                                      sample_placement)
+
+
+def field(d=3, h=5, w=7):
+    return torch.randn(1, d, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def test_whole_canvas_at_field_resolution_returns_the_field():
+    f = field()
+    out = sample_field(f, torch.tensor([[0., 0., 1., 1.]]), (5, 7))
+    assert out.shape == (1, 35, 3)
+    assert torch.allclose(out[0].t().reshape(3, 5, 7), f[0], atol=1e-6)
+
+
+def test_flipped_box_returns_mirrored_samples():
+    f = field()
+    box = torch.tensor([[0.1, 0.2, 0.8, 0.9]] * 2)
+    out = sample_field(f, box, (4, 6), flips=torch.tensor([False, True])).reshape(2, 4, 6, 3)
+    assert torch.allclose(out[1], out[0].flip(1), atol=1e-6)
+    assert not torch.allclose(out[1], out[0])
+
+
+def test_single_cell_box_and_non_square_grids():
+    f = field()
+    # the box of field cell (row 2, col 3) sampled on a 1x1 grid is that cell's value
+    cell = torch.tensor([[3 / 7, 2 / 5, 4 / 7, 3 / 5]])
+    assert torch.allclose(sample_field(f, cell, (1, 1))[0, 0], f[0, :, 2, 3], atol=1e-6)
+    for hw in [(3, 7), (7, 3), (1, 9)]:
+        assert sample_field(f, torch.rand(4, 2).repeat(1, 2).sort(-1).values, hw).shape == (4, hw[0] * hw[1], 3)
+
+
+def test_position_field_modes_and_gradients():
+    pf = PositionField(8, field_size=4)
+    out = pf(torch.tensor([[0.2, 0.2, 0.6, 0.7]]), (3, 3))
+    out.sum().backward()
+    assert pf.field.grad is not None and pf.field.grad.abs().sum() > 0
+    fixed = PositionField(8, field_size=(4, 6), mode='sincos')
+    assert not isinstance(fixed.field, torch.nn.Parameter) and 'field' in fixed.state_dict()
+    assert torch.allclose(fixed.for_whole_image(2, (4, 6))[1], fixed.field[0].flatten(1).t(), atol=1e-6)
+    with pytest.raises(ValueError, match='mode'):
+        PositionField(8, mode='rope')
+    with pytest.raises(ValueError, match=r'\(B, 4\)'):
+        pf(torch.zeros(4), (2, 2))
+
+
+def test_placements():
+    rng = np.random.default_rng(0)
+    sides = []
+    for mode in ('beta', 'uniform', 'const'):
+        for _ in range(200):
+            p = sample_placement(rng, mode)
+            assert 0 <= p.ox and p.ox + p.s <= 1 + 1e-9 and 0 <= p.oy and p.oy + p.s <= 1 + 1e-9
+            if mode == 'beta':
+                sides.append(p.s)
+    assert abs(np.mean(sides) - 2 / 7) < 0.05  # Beta(2, 5) mean
+    assert mean_placement('beta') == Placement((1 - 2 / 7) / 2, (1 - 2 / 7) / 2, 2 / 7)
+    p = Placement(0.1, 0.2, 0.5)
+    assert np.allclose(p.image_box_to_canvas((0, 0, 100, 50), (100, 50)), [0.1, 0.2, 0.6, 0.7])
+    assert np.allclose(p.image_box_to_canvas((50, 25, 100, 50), (100, 50)), [0.35, 0.45, 0.6, 0.7])

@@ -1,0 +1,70 @@
+"""PosFieldViT: any view size, masks that replace exactly what they should, flips, layer depths."""
+import pytest
+import torch
+
+from projects.posfield.models.backbones import PosFieldViT
+
+ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+
+
+def vit(**kw):
+    torch.manual_seed(0)
+    m = PosFieldViT(arch=ARCH, patch_size=8, img_size=32, pos_field=dict(field_size=6), drop_path_rate=0.0, **kw)
+    m.init_weights()
+    return m.eval()
+
+
+def test_shapes_for_several_sizes():
+    m = vit()
+    for h, w in [(32, 32), (16, 16), (24, 40)]:
+        cls, patches = m.forward_tokens(torch.randn(2, 3, h, w), torch.tensor([[0., 0., .5, .5]] * 2))
+        assert cls.shape == (2, 32) and patches.shape == (2, (h // 8) * (w // 8), 32)
+    assert m(torch.randn(1, 3, 32, 32))[0].shape == (1, 32)
+    base = vit(pos_embed_type='interpolate')
+    assert base.forward_tokens(torch.randn(1, 3, 16, 16))[1].shape == (1, 4, 32)
+    with pytest.raises(ValueError, match='pos_mask'):
+        base.forward_tokens(torch.randn(1, 3, 16, 16), pos_mask=torch.zeros(1, 2, 2, dtype=torch.bool))
+
+
+def _embedded(m, x, **kw):
+    tokens, _ = m._embed(x, **kw)
+    return tokens[:, 1:]
+
+
+def test_content_and_position_masks_replace_only_masked_tokens():
+    m = vit()
+    x = torch.randn(1, 3, 32, 32)
+    box = torch.tensor([[0.1, 0.1, 0.9, 0.9]])
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[0, 1, 2] = True
+    plain = _embedded(m, x, boxes=box)
+    assert torch.equal(_embedded(m, x, boxes=box, content_mask=torch.zeros_like(mask)), plain)
+    content = _embedded(m, x, boxes=box, content_mask=mask)
+    pos = m.pos_field(box, (4, 4))
+    assert torch.allclose(content[0, 6], m.mask_token[0, 0] + pos[0, 6], atol=1e-6)  # token 6 = row 1, col 2
+    keep = torch.ones(16, dtype=torch.bool)
+    keep[6] = False
+    assert torch.equal(content[0, keep], plain[0, keep])
+    posm = _embedded(m, x, boxes=box, pos_mask=mask)
+    patches, _ = m.patch_embed(x)
+    assert torch.allclose(posm[0, 6], patches[0, 6] + m.pos_mask_token[0, 0], atol=1e-6)
+    assert torch.equal(posm[0, keep], plain[0, keep])
+    with pytest.raises(ValueError, match='content_mask'):
+        m.forward_tokens(x, box, content_mask=torch.zeros(1, 3, 3, dtype=torch.bool))
+
+
+def test_flipped_view_sees_mirrored_positions():
+    m = vit()
+    x = torch.zeros(2, 3, 32, 32)  # zero content: the embedding is bias + position
+    box = torch.tensor([[0.2, 0.1, 0.7, 0.6]] * 2)
+    emb = _embedded(m, x, boxes=box, flips=torch.tensor([False, True])).reshape(2, 4, 4, -1)
+    assert torch.allclose(emb[1], emb[0].flip(1), atol=1e-6)
+
+
+def test_layer_depths_and_no_unused_pos_embed():
+    m = vit()
+    assert m.pos_embed is None and 'pos_embed' not in dict(m.named_parameters())
+    assert m.get_layer_depth('backbone.pos_field.field', 'backbone.') == (0, 4)
+    assert m.get_layer_depth('backbone.pos_mask_token', 'backbone.') == (0, 4)
+    assert m.get_layer_depth('backbone.layers.1.attn.qkv.weight', 'backbone.') == (2, 4)
+    assert m.get_layer_depth('backbone.ln1.weight', 'backbone.') == (3, 4)
