@@ -88,7 +88,6 @@ def test_bad_coco_inputs_fail_clearly(tmp_path):
     kept = [inst for info in [ds.get_data_info(i) for i in range(len(ds))] for inst in info['instances']]
     assert all(inst['bbox'][2] > inst['bbox'][0] for inst in kept)
     idx = [i for i in range(len(ds)) if ds.get_data_info(i)['img_path'].endswith('no_such_image.jpg')]
-    assert idx and ds.get_data_info(idx[0])['instances'] == [] or all(
-        i['bbox'][2] > i['bbox'][0] for i in ds.get_data_info(idx[0])['instances'])
+    assert idx, 'the image whose file is missing must still be listed (it is the loader that fails)'
     with pytest.raises(FileNotFoundError, match='no_such_image.jpg'):
         ds.pipeline(ds.get_data_info(idx[0]))
