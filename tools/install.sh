@@ -112,12 +112,16 @@ fi
 "${PIP[@]}" install -q -r "$ROOT/requirements/tests.txt"
 if [ "${SKIP_OPTIONAL:-0}" != 1 ]; then
   "${PIP[@]}" install -q -r "$ROOT/requirements/optional.txt"
+  # grad-cam pulls the GUI opencv-python, which shares the cv2 folder with the headless build and needs libGL:
+  # put the headless files back on top so `import cv2` works on machines without a display stack.
+  CV_VER="$("$PY" -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+  "${PIP[@]}" install -q --force-reinstall --no-deps "opencv-python-headless==$CV_VER"
 fi
 
 # ---- verify -------------------------------------------------------------------------------
 say "verifying imports"
 "$PY" - <<'EOF' || die "the installed stack does not import (see the traceback above)"
-import torch, mmengine, mmcv, mmdet, mmpretrain
+import cv2, torch, mmengine, mmcv, mmdet, mmpretrain
 import mmcv.ops, mmdet.models, mmpretrain.models  # noqa: F401
 print(f"torch {torch.__version__}  mmengine {mmengine.__version__}  mmcv {mmcv.__version__}  "
       f"mmdet {mmdet.__version__}  mmpretrain {mmpretrain.__version__}  cuda {torch.cuda.is_available()}")

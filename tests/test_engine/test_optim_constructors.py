@@ -1,0 +1,55 @@
+"""Layer-wise lr decay, patch-embed lr multiplier and no-decay groups; the teacher is never optimised."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import projects.posfield  # noqa: F401
+from tests.helpers import TINY_PRETRAIN
+
+
+def _groups_by_name(optim):
+    return {g['param_name']: g for g in optim.param_groups}
+
+
+def test_pretrain_constructor_lr_and_weight_decay():
+    from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(TINY_PRETRAIN)
+    model = MODELS.build(cfg.model)
+    ow = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.04))
+    paramwise = dict(layer_decay_rate=0.5, patch_embed_lr_mult=0.2, norm_decay_mult=0.0, flat_decay_mult=0.0,
+                     custom_keys={'.pos_field.': dict(decay_mult=0.0)})
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type='PosFieldOptimWrapperConstructor', optim_wrapper_cfg=ow,
+                                                  paramwise_cfg=paramwise))(model).optimizer
+    groups = _groups_by_name(optim)
+    assert not any(name.startswith('teacher.') for name in groups)  # the EMA teacher is not optimised
+    # 2 blocks -> depths 0..3; lr = 0.5 ** (3 - depth)
+    assert groups['backbone.layers.1.attn.qkv.weight']['lr'] == pytest.approx(0.5 ** 1)
+    assert groups['backbone.layers.0.attn.qkv.weight']['lr'] == pytest.approx(0.5 ** 2)
+    assert groups['backbone.patch_embed.projection.weight']['lr'] == pytest.approx(0.5 ** 3 * 0.2)
+    assert groups['neck.mlp.0.weight']['lr'] == pytest.approx(1.0)
+    assert groups['backbone.pos_field.field']['weight_decay'] == 0.0
+    assert groups['backbone.layers.0.ln1.weight']['weight_decay'] == 0.0
+    assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == pytest.approx(0.04)
+
+
+def test_detector_layer_decay_constructor():
+    from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    import projects.posfield.det  # noqa: F401
+    init_default_scope('mmdet')
+    cfg = Config.fromfile('configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
+    model = MODELS.build(cfg.model)
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type='ViTLayerDecayOptimWrapperConstructor', paramwise_cfg=dict(layer_decay_rate=0.7),
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.1))))(model)
+    lr_of = {id(p): g['lr'] for g in optim.optimizer.param_groups for p in g['params']}
+    wd_of = {id(p): g['weight_decay'] for g in optim.optimizer.param_groups for p in g['params']}
+    bb = model.backbone
+    assert lr_of[id(bb.layers[3].attn.qkv.weight)] == pytest.approx(0.7 ** 1)  # 4 blocks: depth 4 of 0..5
+    assert lr_of[id(bb.patch_embed.projection.weight)] == pytest.approx(0.7 ** 5)
+    assert lr_of[id(model.rpn_head.rpn_cls.weight)] == pytest.approx(1.0)
+    assert wd_of[id(bb.pos_field.field)] == 0.0 and wd_of[id(bb.layers[0].ln1.weight)] == 0.0
+    assert wd_of[id(bb.layers[0].attn.qkv.weight)] == pytest.approx(0.1)
+    assert sum(len(g['params']) for g in optim.optimizer.param_groups) == sum(
+        1 for p in model.parameters() if p.requires_grad)
