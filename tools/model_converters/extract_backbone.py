@@ -20,8 +20,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from projects.common.checkpoint import atomic_write_bytes  # noqa: E402
-from projects.posfield.det.pretrained import (IGNORED_SOURCE_KEYS, KEYS, read_state_dict,  # noqa: E402
-                                              select_backbone)
+from projects.posfield.models.utils.backbone_checkpoint import (IGNORED_SOURCE_KEYS, KEYS,  # noqa: E402
+                                                              read_state_dict, select_backbone)
 
 
 def parse_args(argv=None):

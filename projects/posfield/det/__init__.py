@@ -3,7 +3,7 @@ import projects.common  # noqa: F401  (checkpoint compatibility, atomic writes)
 
 from .layer_decay import ViTLayerDecayOptimWrapperConstructor
 from .pos_field_vitdet import PosFieldViTDet
-from .pretrained import CheckpointMismatchError, load_backbone_weights, select_backbone
+from ..models.utils.backbone_checkpoint import CheckpointMismatchError, load_backbone_weights, select_backbone
 from .simple_fpn import LN2d, SimpleFPN
 
 __all__ = ['ViTLayerDecayOptimWrapperConstructor', 'PosFieldViTDet', 'CheckpointMismatchError',

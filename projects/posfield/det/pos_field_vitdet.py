@@ -12,7 +12,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from torch.utils.checkpoint import checkpoint
 
 from ..models.utils.pos_field import Placement, PositionField, mean_placement
-from .pretrained import load_backbone_weights
+from ..models.utils.backbone_checkpoint import load_backbone_weights
 
 ARCHS = {
     'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),

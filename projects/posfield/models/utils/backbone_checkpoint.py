@@ -1,4 +1,7 @@
-"""Loading pre-trained weights into the detector backbone, with a coverage check (never a silent partial load).
+"""Loading pre-trained backbone weights with a coverage check (never a silent partial load).
+
+Used by the detector backbone (``det/``), the converter (``tools/model_converters/extract_backbone.py``) and
+the analysis tools (``evaluation/``); it imports neither mmdet nor mmpretrain.
 
 Accepted checkpoints (``state_dict`` inside an mmengine checkpoint, or a bare state dict):
 * a PosFieldSSL pre-training checkpoint: the EMA teacher ``teacher.module.backbone.*`` (``key='teacher'``, the
@@ -53,7 +56,7 @@ def select_backbone(state: Dict[str, torch.Tensor], key: str = 'teacher',
                     source: str = '<checkpoint>') -> Tuple[Dict[str, torch.Tensor], str]:
     """Backbone tensors with their prefix removed, and a description of where they came from."""
     if key not in KEYS:
-        raise ValueError(f"key must be one of {KEYS}, got {key!r}")
+        raise ValueError(f"key (--key) must be one of {KEYS}, got {key!r}")
     has_teacher = any(k.startswith(PREFIXES['teacher']) for k in state)
     if has_teacher:
         prefix = PREFIXES[key]
@@ -77,12 +80,14 @@ def select_backbone(state: Dict[str, torch.Tensor], key: str = 'teacher',
 
 def load_backbone_weights(backbone: torch.nn.Module, path: str, key: str = 'teacher',
                           allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = IGNORED_SOURCE_KEYS,
-                          adapt: Optional[callable] = None) -> Dict[str, int]:
+                          adapt: Optional[callable] = None) -> Dict[str, object]:
     """Load ``path`` into ``backbone`` and check that every parameter is covered.
 
     ``adapt(name, tensor, target_tensor)`` may convert a tensor whose shape legitimately differs (e.g. a
     ``pos_embed`` for another resolution); it must return a tensor of the target's shape, or None.
-    Raises :class:`CheckpointMismatchError` naming every missing, unexpected and mis-shaped key.
+    ``allow_missing`` / ``allow_unexpected`` are name prefixes that may be absent from the checkpoint / present
+    but unused. Raises :class:`CheckpointMismatchError` naming every other missing, unexpected and mis-shaped
+    key. Returns ``dict(loaded, total, missing, source)``.
     """
     source, where = select_backbone(read_state_dict(path), key, path)
     target = backbone.state_dict()
@@ -99,6 +104,7 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str, key: str = 'teac
             continue
         loaded[name] = tensor
     missing = [k for k in target if k not in source and not k.startswith(allow_missing)]
+    missing_allowed = [k for k in target if k not in source and k.startswith(allow_missing)]
     unexpected = [k for k in source if k not in target and not k.startswith(allow_unexpected)]
     if missing or unexpected or wrong_shape:
         parts = [f'{path} ({where}) does not fit {type(backbone).__name__}:']
@@ -106,6 +112,9 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str, key: str = 'teac
             parts += ['shape mismatches (another width, patch size or field size?):'] + wrong_shape
         if missing:
             parts += [f'missing in checkpoint ({len(missing)}): ' + ', '.join(missing[:20])]
+            if any(k in ('cls_token', 'cls_pos') for k in missing):
+                parts.append('the [CLS] token is missing: backbone files for the detector (extract_backbone.py) '
+                             'drop it; pass the pre-training checkpoint instead')
         if unexpected:
             parts += [f'not used by the backbone ({len(unexpected)}): ' + ', '.join(unexpected[:20])]
         raise CheckpointMismatchError('\n'.join(parts))
@@ -114,6 +123,6 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str, key: str = 'teac
     covered = len(loaded)
     total = len(target)
     print_log(f'loaded {covered}/{total} backbone tensors from {path} [{where}]'
-              + (f'; not in checkpoint by design: {total - covered}' if covered != total else ''),
+              + (f'; not in checkpoint, left at init: {", ".join(missing_allowed)}' if missing_allowed else ''),
               logger='current')
-    return dict(loaded=covered, total=total)
+    return dict(loaded=covered, total=total, missing=missing_allowed, source=f'{path} [{where}]')
