@@ -26,8 +26,9 @@ METHODS = {
 
 EPILOG = """examples:
   # one model
-  python tools/analysis/gradcam.py configs/localization/clsloc_efficientnet-b1_simclr-in1k_1xb32-50e_voc0712-100pct.py \\
-      work_dirs/simclr_run/best.pth --img demo/cat.jpg --out-dir work_dirs/gradcam
+  python tools/analysis/gradcam.py \\
+      configs/localization/clsloc_efficientnet-b1_simclr-in1k_1xb32-50e_voc0712-100pct.py \\
+      work_dirs/clsloc_run/best.pth --img cat.jpg --out-dir work_dirs/gradcam
   # SimCLR-initialised vs ImageNet-supervised model, side by side
   python tools/analysis/gradcam.py CONFIG_A CKPT_A --config2 CONFIG_B --checkpoint2 CKPT_B \\
       --img img1.jpg img2.jpg --out-dir work_dirs/gradcam_compare --target-class dog --names simclr lite0
@@ -149,10 +150,12 @@ class LoadedModel:
         from mmpretrain.registry import DATASETS, MODELS
         self.name, self.config, self.checkpoint = name, config, checkpoint
         model = MODELS.build(cfg.model)
-        if getattr(model, 'head', None) is None or not hasattr(model, 'extract_feat'):
+        from mmpretrain.models import ImageClassifier
+        if not isinstance(model, ImageClassifier) or getattr(model, 'head', None) is None:
             raise ValueError(f'{config}: Grad-CAM needs a classifier with a head (ClsLocModel or ImageClassifier); '
                              f'this config builds {type(model).__name__}')
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        # strict: a checkpoint of another architecture must not load half-way
+        ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
         self.model = model.to(device).eval()
         loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
         if loader is None:
@@ -236,6 +239,9 @@ def run_gradcam(models: Sequence[LoadedModel], images: Sequence[str], out_dir: s
             target = m.class_index(target_class)
             target = top1 if target is None else target
             heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
+            if not heat.max() > 0:
+                print(f'\nwarning: {m.name}: no region raises the score of {m.class_name(target)!r} on {img_path} '
+                      '(the Grad-CAM map is all zero; an untrained model or another --target-class?)')
             overlay = show_cam_on_image(rgb, heat, use_rgb=True)
             if not panels:
                 panels.append(_caption(cv2.resize((rgb * 255).astype(np.uint8), (display_size, display_size)),

@@ -1,8 +1,8 @@
-from .loading import LoadRGBImage, UnreadableImageError
-from .photometric import HueSafeColorJitter
+from projects.common.transforms import HueSafeColorJitter, LoadRGBImage, UnreadableImageError
+
 from .masking import (PosFieldMaskGenerator, block_mask, cross_mask, make_mask,
                       random_mask)
 from .pos_field_multicrop import PosFieldMultiCrop, sample_crop_box
 
-__all__ = ['HueSafeColorJitter', 'LoadRGBImage', 'UnreadableImageError', 'PosFieldMaskGenerator', 'block_mask', 'cross_mask',
-           'make_mask', 'random_mask', 'PosFieldMultiCrop', 'sample_crop_box']
+__all__ = ['HueSafeColorJitter', 'LoadRGBImage', 'UnreadableImageError', 'PosFieldMaskGenerator', 'block_mask',
+           'cross_mask', 'make_mask', 'random_mask', 'PosFieldMultiCrop', 'sample_crop_box']

@@ -1,0 +1,3 @@
+from .cls_loc_head import ClsLocHead
+
+__all__ = ['ClsLocHead']
