@@ -117,6 +117,8 @@ def test_baseline_mode_and_clear_errors():
     assert torch.isfinite(model(**data, mode='loss')['loss_image'])
     with pytest.raises(ValueError, match='list of >= 2 view batches'):
         model.loss(data['inputs'][0], data['data_samples'])
+    from mmengine.logging import MessageHub
+    MessageHub.get_instance('no_runner_here')  # a fresh current hub: no max_iters from earlier runner tests
     fresh = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
     with pytest.raises(RuntimeError, match='training length'):
         fresh.schedule()

@@ -23,7 +23,11 @@ def test_shapes_for_several_sizes():
     base = vit(pos_embed_type='interpolate')
     assert base.forward_tokens(torch.randn(1, 3, 16, 16))[1].shape == (1, 4, 32)
     with pytest.raises(ValueError, match='pos_mask'):
-        base.forward_tokens(torch.randn(1, 3, 16, 16), pos_mask=torch.zeros(1, 2, 2, dtype=torch.bool))
+        base.forward_tokens(torch.randn(1, 3, 16, 16), pos_mask=torch.ones(1, 2, 2, dtype=torch.bool))
+    # an all-False position mask is a no-op in the baseline (the algorithm always passes one)
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(base.forward_tokens(x, pos_mask=torch.zeros(1, 2, 2, dtype=torch.bool))[1],
+                       base.forward_tokens(x)[1])
 
 
 def _embedded(m, x, **kw):
