@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument('--pretrain-iters', type=int, help='override the preset')
     p.add_argument('--det-iters', type=int, help='override the preset')
     p.add_argument('--workers', type=int, default=2, help='dataloader workers per stage')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of every training stage; rerun with other seeds to see how much the table moves')
     return p.parse_args(argv)
 
 
@@ -94,8 +96,8 @@ def det_options(coco_root, classes, iters, workers):
             f'param_scheduler.1.milestones=[{int(iters * 0.889)},{int(iters * 0.963)}]']
 
 
-def pretrain(cfg, wd, data_root, iters, batch, workers):
-    opts = [f'train_dataloader.dataset.data_root={data_root}', f'train_cfg.max_iters={iters}',
+def pretrain(cfg, wd, data_root, iters, batch, workers, seed):
+    opts = [f'randomness.seed={seed}', f'train_dataloader.dataset.data_root={data_root}', f'train_cfg.max_iters={iters}',
             f'train_dataloader.batch_size={batch}', f'train_dataloader.num_workers={workers}',
             f'train_dataloader.persistent_workers={workers > 0}', f'default_hooks.checkpoint.interval={iters}',
             f'param_scheduler.0.end={max(1, iters // 10)}', f'param_scheduler.1.begin={max(1, iters // 10)}',
@@ -108,8 +110,8 @@ def pretrain(cfg, wd, data_root, iters, batch, workers):
     return backbone
 
 
-def finetune_and_test(wd, coco_root, classes, iters, workers, backbone=None, extra=()):
-    opts = det_options(coco_root, classes, iters, workers) + list(extra)
+def finetune_and_test(wd, coco_root, classes, iters, workers, seed, backbone=None, extra=()):
+    opts = det_options(coco_root, classes, iters, workers) + [f'randomness.seed={seed}'] + list(extra)
     opts.append(f'model.backbone.init_cfg.checkpoint={backbone}' if backbone else 'model.backbone.init_cfg=None')
     run([sys.executable, 'tools/train.py', DET_CFG, '--work-dir', wd, '--cfg-options', *opts],
         osp.join(wd, 'stage.log'))
@@ -148,27 +150,27 @@ def main(argv=None):
     rows = []
     t = time.time()
     backbone = pretrain(PRETRAIN_CFG, osp.join(wd, 'pretrain_posfield'), unlabeled, preset['pretrain_iters'],
-                        preset['pretrain_batch'], args.workers)
+                        preset['pretrain_batch'], args.workers, args.seed)
     times['pretrain_posfield'] = time.time() - t
     for name, bb in [('posfield (ours)', backbone), ('random init', None)]:
         t = time.time()
         stage = 'det_' + name.split()[0]
         rows.append(dict(init=name, **finetune_and_test(osp.join(wd, stage), coco_root, classes,
-                                                        preset['det_iters'], args.workers, bb)))
+                                                        preset['det_iters'], args.workers, args.seed, bb)))
         times[stage] = time.time() - t
     if args.with_baseline:
         t = time.time()
         bb = pretrain(BASELINE_PRETRAIN_CFG, osp.join(wd, 'pretrain_dinov2-dagger'), unlabeled,
-                      preset['pretrain_iters'], preset['pretrain_batch'], args.workers)
+                      preset['pretrain_iters'], preset['pretrain_batch'], args.workers, args.seed)
         plain = ['model.backbone.pos_embed_type=interpolate', 'model.backbone.pos_field=None',
                  'model.backbone.pretrain_img_size=96']
-        rows.append(dict(init='DINOv2-dagger', **finetune_and_test(osp.join(wd, 'det_dinov2-dagger'), coco_root,
-                                                                   classes, preset['det_iters'], args.workers, bb,
-                                                                   plain)))
+        rows.append(dict(init='DINOv2-dagger', **finetune_and_test(
+            osp.join(wd, 'det_dinov2-dagger'), coco_root, classes, preset['det_iters'], args.workers, args.seed, bb,
+            plain)))
         times['baseline'] = time.time() - t
 
     summary = dict(
-        preset=args.preset, iterations=dict(pretrain=preset['pretrain_iters'], detection=preset['det_iters']),
+        preset=args.preset, seed=args.seed, iterations=dict(pretrain=preset['pretrain_iters'], detection=preset['det_iters']),
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         hardware=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU'
         if not _cuda() else 'CUDA', minutes=round((time.time() - started) / 60, 1),

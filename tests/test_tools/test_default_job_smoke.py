@@ -14,7 +14,8 @@ def test_default_job_smoke(tmp_path):
     wd = tmp_path / 'job'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     out = subprocess.run([sys.executable, os.path.join(ROOT, 'tools/run_default_job.py'), '--preset', 'smoke',
-                          '--work-dir', str(wd), '--unlabeled', unlabeled, '--coco', coco, '--workers', '0'],
+                          '--work-dir', str(wd), '--unlabeled', unlabeled, '--coco', coco, '--workers', '0',
+                          '--seed', '3'],
                          env=env, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     summary = json.loads((wd / 'summary.json').read_text())
@@ -27,4 +28,7 @@ def test_default_job_smoke(tmp_path):
         assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
     assert (wd / 'pretrain_posfield' / 'backbone.pth').exists()
     assert 'loaded' in (wd / 'det_posfield' / 'stage.log').read_text()  # the teacher went into the detector
+    assert summary['seed'] == 3
+    for stage in ('pretrain_posfield', 'det_posfield', 'det_random'):  # every training stage ran with that seed
+        assert 'seed: 3' in (wd / stage / 'stage.log').read_text()
     assert 'AP box' in out.stdout and summary['data']['classes'] == ['ellipse', 'rectangle', 'triangle']
