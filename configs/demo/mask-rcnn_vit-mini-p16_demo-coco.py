@@ -19,6 +19,7 @@ model = dict(
         mask_roi_extractor=dict(out_channels=ch),
         mask_head=dict(in_channels=ch, conv_out_channels=ch)),
 )
+# Restated, not inherited: the base's pipelines were evaluated with its own image_size.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
