@@ -2,7 +2,7 @@
 
     python tools/run_default_job.py                      # about 30 minutes on 2 CPU cores
     python tools/run_default_job.py --preset smoke       # a few iterations per stage (minutes)
-    python tools/run_default_job.py --preset long        # more iterations, better numbers
+    python tools/run_default_job.py --preset long        # more iterations and data (not yet run end to end)
     python tools/run_default_job.py --with-baseline      # add the DINOv2-dagger pre-training as a third row
 
 Each stage is an ordinary command of this repository (tools/data/prepare_demo_data.py, tools/train.py,
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument('--preset', choices=sorted(PRESETS), default='default',
-                   help='smoke: minutes, for CI; default: ~30 min on 2 cores; long: better numbers')
+                   help='smoke: minutes, for CI; default: ~30 min on 2 cores; long: more iterations and data')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'default_job'))
     p.add_argument('--data-root', default=osp.join('data', 'demo'),
                    help='where tools/data/prepare_demo_data.py builds (or has built) the demo data')
