@@ -97,9 +97,10 @@ def det_options(coco_root, classes, iters, workers):
 
 
 def pretrain(cfg, wd, data_root, iters, batch, workers, seed):
-    opts = [f'randomness.seed={seed}', f'train_dataloader.dataset.data_root={data_root}', f'train_cfg.max_iters={iters}',
-            f'train_dataloader.batch_size={batch}', f'train_dataloader.num_workers={workers}',
-            f'train_dataloader.persistent_workers={workers > 0}', f'default_hooks.checkpoint.interval={iters}',
+    opts = [f'randomness.seed={seed}', f'train_dataloader.dataset.data_root={data_root}',
+            f'train_cfg.max_iters={iters}', f'train_dataloader.batch_size={batch}',
+            f'train_dataloader.num_workers={workers}', f'train_dataloader.persistent_workers={workers > 0}',
+            f'default_hooks.checkpoint.interval={iters}',
             f'param_scheduler.0.end={max(1, iters // 10)}', f'param_scheduler.1.begin={max(1, iters // 10)}',
             f'param_scheduler.1.T_max={max(1, iters - iters // 10)}', f'param_scheduler.1.end={iters}']
     run([sys.executable, 'tools/train.py', cfg, '--work-dir', wd, '--cfg-options', *opts], osp.join(wd, 'stage.log'))
@@ -170,7 +171,8 @@ def main(argv=None):
         times['baseline'] = time.time() - t
 
     summary = dict(
-        preset=args.preset, seed=args.seed, iterations=dict(pretrain=preset['pretrain_iters'], detection=preset['det_iters']),
+        preset=args.preset, seed=args.seed,
+        iterations=dict(pretrain=preset['pretrain_iters'], detection=preset['det_iters']),
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         hardware=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU'
         if not _cuda() else 'CUDA', minutes=round((time.time() - started) / 60, 1),
