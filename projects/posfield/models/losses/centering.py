@@ -13,25 +13,37 @@ def _dist_ready() -> bool:
 
 @torch.no_grad()
 def sinkhorn_knopp(logits: torch.Tensor, temp: float, n_iters: int = 3) -> torch.Tensor:
-    """Doubly-normalised teacher targets (SwAV/DINOv2); rows sum to 1; distributed-aware."""
+    """Doubly-normalised teacher targets (SwAV/DINOv2); rows sum to 1.
+
+    Distributed: every rank's rows are one matrix. The shift before ``exp`` is the max over ALL ranks
+    (one constant cancels in the first normalisation; a per-rank constant would reweigh the ranks' rows
+    against each other), the sample count is the all-reduced number of rows (ranks may hold different
+    numbers of masked tokens), and a rank with no rows still joins every collective, in the same order.
+    """
+    dist_on = _dist_ready()
     q = logits.float() / temp
-    q = torch.exp(q - q.max()).t()  # (K, B); the global shift cancels in the normalisation
-    world = dist.get_world_size() if _dist_ready() else 1
-    n_samples = q.shape[1] * world
+    shift = q.max() if q.numel() else q.new_tensor(float('-inf'))
+    count = q.new_tensor(float(q.shape[0]))
+    if dist_on:
+        dist.all_reduce(shift, op=dist.ReduceOp.MAX)
+        dist.all_reduce(count)
+    if not torch.isfinite(shift):  # no rows on any rank
+        return q.clone()
+    q = torch.exp(q - shift).t()  # (K, B_rank)
     n_protos = q.shape[0]
     total = q.sum()
-    if _dist_ready():
+    if dist_on:
         dist.all_reduce(total)
     q /= total
     for _ in range(n_iters):
         rows = q.sum(dim=1, keepdim=True)
-        if _dist_ready():
+        if dist_on:
             dist.all_reduce(rows)
         q /= rows
         q /= n_protos
         q /= q.sum(dim=0, keepdim=True)
-        q /= n_samples
-    q *= n_samples
+        q /= count
+    q *= count
     return q.t()
 
 
