@@ -4,9 +4,8 @@ _base_ = ['../posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py']
 data_root = 'data/demo/unlabeled/'
 num_prototypes = 1024
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
-                  patch_size=16, img_size=96, pos_field=dict(field_size=16), drop_path_rate=0.0),
-    neck=dict(in_channels=192, hidden_channels=512, bottleneck_channels=128, num_prototypes=num_prototypes),
+    backbone=dict(arch='ViT-mini', patch_size=16, img_size=96, pos_field=dict(field_size=16), drop_path_rate=0.0),
+    neck=dict(hidden_channels=512, bottleneck_channels=128, num_prototypes=num_prototypes),
     cls_head=dict(loss=dict(out_dim=num_prototypes)),
     head=dict(loss=dict(out_dim=num_prototypes)),
     teacher_temp=(0.04, 0.06),
@@ -16,13 +15,11 @@ model = dict(
 )
 train_dataloader = dict(
     batch_size=32, num_workers=2, persistent_workers=True,
-    dataset=dict(data_root=data_root, pipeline=[
+    dataset=dict(data_root=data_root, pipeline=[  # the base pipeline at 96 / 48 px with 4 local crops
         dict(type='LoadRGBImage', on_error='skip'),
         dict(type='PosFieldMultiCrop', global_crops_size=96, global_crops_scale=(0.25, 1.0), local_crops_number=4,
              local_crops_size=48, local_crops_scale=(0.05, 0.25)),
-        dict(type='PosFieldMaskGenerator', patch_size=16),
-        dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks'],
-             meta_keys=['img_path']),
+        dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw'], meta_keys=['img_path']),
     ]))
 max_iters = 400
 optim_wrapper = dict(optimizer=dict(lr=1e-3))

@@ -1,9 +1,3 @@
-# Ablation content:position 0:100 - every masked view is position-masked (100:0 is the crop-aligned-only config).
+# Ablation content:position 0:100 - every masked image is position-masked (100:0 is the crop-aligned-only config).
 _base_ = ['./posfield_vit-small-p16_4xb64-amp-100e_in1k.py']
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadRGBImage', on_error='skip'),
-    dict(type='PosFieldMultiCrop'),
-    dict(type='PosFieldMaskGenerator', patch_size=16, content_ratio=0.0),
-    dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks'],
-         meta_keys=['img_path']),
-]))
+model = dict(data_preprocessor=dict(masking=dict(content_ratio=0.0)))

@@ -1,9 +1,3 @@
 # Ablation: box-wise (block) position masks instead of cross-wise.
 _base_ = ['./posfield_vit-small-p16_4xb64-amp-100e_in1k.py']
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadRGBImage', on_error='skip'),
-    dict(type='PosFieldMultiCrop'),
-    dict(type='PosFieldMaskGenerator', patch_size=16, pos_mode='block'),
-    dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks'],
-         meta_keys=['img_path']),
-]))
+model = dict(data_preprocessor=dict(masking=dict(pos_mode='block')))

@@ -2,10 +2,4 @@
 # i.e. an ordinary per-view position embedding sampled from the field, no placement augmentation), with
 # content and position masking 50:50. Decision: the field is kept so that a POSMASK token can replace it.
 _base_ = ['./posfield_vit-small-p16_4xb64-amp-100e_in1k.py']
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadRGBImage', on_error='skip'),
-    dict(type='PosFieldMultiCrop', crop_aligned=False, placement=dict(mode='const')),
-    dict(type='PosFieldMaskGenerator', patch_size=16, content_ratio=0.5),
-    dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks'],
-         meta_keys=['img_path']),
-]))
+model = dict(data_preprocessor=dict(crop_aligned=False, placement=dict(mode='const')))

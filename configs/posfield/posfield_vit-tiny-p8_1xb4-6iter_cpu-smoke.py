@@ -8,9 +8,8 @@ _base_ = [
 ]
 num_prototypes = 256
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128), patch_size=8,
-                  img_size=64, pos_field=dict(field_size=8), drop_path_rate=0.0),
-    neck=dict(in_channels=64, hidden_channels=128, bottleneck_channels=32, num_prototypes=num_prototypes),
+    backbone=dict(arch='ViT-micro', patch_size=8, img_size=64, pos_field=dict(field_size=8), drop_path_rate=0.0),
+    neck=dict(hidden_channels=128, bottleneck_channels=32, num_prototypes=num_prototypes),
     cls_head=dict(loss=dict(out_dim=num_prototypes)),
     head=dict(loss=dict(out_dim=num_prototypes)),
     teacher_temp_warmup_epochs=0.5,  # an "epoch" of an iteration-based loop is the whole run
@@ -19,12 +18,10 @@ model = dict(
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False, pin_memory=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(pipeline=[
+    dataset=dict(pipeline=[  # the base pipeline at 64 / 32 px with 2 local crops (lists cannot be merged)
         dict(type='LoadRGBImage', on_error='skip'),
         dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32),
-        dict(type='PosFieldMaskGenerator', patch_size=8),
-        dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks'],
-             meta_keys=['img_path']),
+        dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw'], meta_keys=['img_path']),
     ]))
 max_iters = 6
 optim_wrapper = dict(

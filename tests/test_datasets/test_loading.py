@@ -57,7 +57,7 @@ def test_skip_logs_and_returns_none(tmp_path, caplog):
 
 
 def test_pipeline_to_model_inputs(tmp_path):
-    """The whole pipeline, collate and SelfSupDataPreprocessor give V view batches + per-view fields."""
+    """The whole pipeline, collate and MultiViewDataPreprocessor give one MultiViewBatch."""
     from mmengine.dataset import default_collate
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS, TRANSFORMS
@@ -70,12 +70,13 @@ def test_pipeline_to_model_inputs(tmp_path):
     pipe = Compose([TRANSFORMS.build(t) for t in [
         dict(type='LoadRGBImage'),
         dict(type='PosFieldMultiCrop', global_crops_size=32, local_crops_number=3, local_crops_size=16),
-        dict(type='PosFieldMaskGenerator', patch_size=8, mask_prob=1.0),
-        dict(type='PackInputs', algorithm_keys=['view_boxes', 'view_flips', 'content_masks', 'pos_masks']),
+        dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw']),
     ]])
     batch = default_collate([pipe(dict(img_path=str(tmp_path / f'{i}.jpg'))) for i in range(2)])
-    pre = MODELS.build(dict(type='SelfSupDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], to_rgb=True))
-    data = pre(batch, training=True)
-    assert [tuple(x.shape) for x in data['inputs']] == [(2, 3, 32, 32)] * 2 + [(2, 3, 16, 16)] * 3
-    sample = data['data_samples'][0]
-    assert sample.view_boxes.shape == (5, 4) and sample.content_masks.shape == (2, 4, 4)
+    pre = MODELS.build(dict(type='MultiViewDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], to_rgb=True,
+                            patch_size=8, masking=dict(mask_prob=1.0), seed=0))
+    views = pre(batch, training=True)['inputs']
+    assert tuple(views.global_views.shape) == (4, 3, 32, 32)
+    assert [tuple(v.shape) for v in views.local_views] == [(6, 3, 16, 16)]
+    assert tuple(views.global_boxes.shape) == (4, 4) and tuple(views.local_boxes[0].shape) == (6, 4)
+    assert tuple(views.content_masks.shape) == (4, 4, 4) and (views.content_masks | views.pos_masks).any()

@@ -1,9 +1,8 @@
-"""Masks: exact counts, exclusivity, termination on small grids."""
+"""Masks: exact counts, exclusivity, termination on small grids, the per-image type, DINOv2's batch spread."""
 import numpy as np
 import pytest
 
-from projects.posfield.datasets.transforms import (PosFieldMaskGenerator, block_mask, cross_mask,
-                                                   random_mask)
+from projects.posfield.datasets.transforms import batch_masks, block_mask, cross_mask, random_mask
 
 
 @pytest.mark.parametrize('fn', [block_mask, cross_mask, random_mask])
@@ -35,34 +34,67 @@ def test_cross_mask_is_made_of_bars():
     assert sum(n > 0 for n in neighbours) >= len(rows) - 1
 
 
-def _views(g=2, size=64, locals_=2, lsize=32):
-    return [np.zeros((size, size, 3), np.uint8)] * g + [np.zeros((lsize, lsize, 3), np.uint8)] * locals_
+def _batch(seed=0, images=8, n_global=2, grid=(8, 8), **kw):
+    return batch_masks(np.random.default_rng(seed), images, n_global, grid, **kw)
 
 
-def test_generator_exclusive_and_only_globals():
-    gen = PosFieldMaskGenerator(patch_size=8, mask_prob=1.0, ratio_range=(0.1, 0.5), seed=0)
-    seen_content = seen_pos = 0
-    for _ in range(100):
-        out = gen(dict(img=_views()))
-        c, p = out['content_masks'], out['pos_masks']
-        assert c.shape == p.shape == (2, 8, 8)
-        assert not (c.reshape(2, -1).any(1) & p.reshape(2, -1).any(1)).any()  # never both in one view
-        for g in range(2):
-            n = max(c[g].sum(), p[g].sum())
-            assert 0.1 * 64 - 0.5 <= n <= 0.5 * 64 + 0.5
-        seen_content += c.any(axis=(1, 2)).sum()
-        seen_pos += p.any(axis=(1, 2)).sum()
-    assert 60 < seen_content < 140 and 60 < seen_pos < 140  # 50:50 among masked views
+def _types(content, position, images, n_global):
+    """(n_global, images) array: 'c', 'p' or '' (unmasked), from view-major masks."""
+    kind = np.full(images * n_global, '', dtype=object)
+    kind[content.reshape(len(content), -1).any(1)] = 'c'
+    kind[position.reshape(len(position), -1).any(1)] = 'p'
+    return kind.reshape(n_global, images)
 
 
-def test_generator_probabilities_and_ratios():
-    out = PosFieldMaskGenerator(patch_size=8, mask_prob=0.0, seed=0)(dict(img=_views()))
-    assert not out['content_masks'].any() and not out['pos_masks'].any()
-    gen = PosFieldMaskGenerator(patch_size=8, mask_prob=1.0, content_ratio=1.0, seed=0)
-    for _ in range(20):
-        out = gen(dict(img=_views()))
-        assert not out['pos_masks'].any() and out['content_masks'].any(axis=(1, 2)).all()
+def test_mask_type_is_drawn_per_image():
+    """All masked global views of an image share one type, 50:50 among the masked images."""
+    seen = dict(c=0, p=0)
+    for seed in range(40):
+        c, p = _batch(seed, images=8, n_global=2, mask_prob=0.5)
+        assert not (c & p).any()
+        kinds = _types(c, p, 8, 2)
+        masked_images = 0
+        for image in range(8):
+            types = set(kinds[:, image]) - {''}
+            assert len(types) <= 1, f'image {image} mixes mask types across its global views: {kinds[:, image]}'
+            if types:
+                masked_images += 1
+                seen[types.pop()] += 1
+        n_content = sum(set(kinds[:, i]) - {''} == {'c'} for i in range(8))
+        assert abs(n_content - masked_images / 2) <= 0.5  # split exactly (a half rounded at random)
+    assert seen['c'] > 0 and seen['p'] > 0
+
+
+def test_mask_unit_view_mixes_types_within_an_image():
+    mixed = 0
+    for seed in range(40):
+        c, p = _batch(seed, images=4, n_global=2, mask_prob=1.0, mask_unit='view')
+        kinds = _types(c, p, 4, 2)
+        mixed += sum(set(kinds[:, i]) == {'c', 'p'} for i in range(4))
+    assert mixed > 0
+
+
+def test_dinov2_count_and_ratio_spread():
+    """Exactly int(views * mask_prob) masked views, one ratio per equal sub-interval of the range."""
+    h, w = 10, 10
+    for seed in range(10):
+        c, p = _batch(seed, images=5, n_global=2, grid=(h, w), mask_prob=0.5, ratio_range=(0.1, 0.5))
+        counts = np.sort((c | p).reshape(10, -1).sum(1))
+        masked = counts[counts > 0]
+        assert len(masked) == 5
+        edges = np.linspace(0.1, 0.5, 6)
+        for n, lo, hi in zip(masked, edges[:-1], edges[1:]):
+            assert int(lo * h * w) <= n <= int(hi * h * w)
+
+
+def test_content_ratio_extremes_and_errors():
+    c, p = _batch(0, mask_prob=0.0)
+    assert not c.any() and not p.any()
+    c, p = _batch(0, mask_prob=1.0, content_ratio=1.0)
+    assert not p.any() and c.reshape(16, -1).any(1).all()
+    c, p = _batch(0, mask_prob=1.0, content_ratio=0.0)
+    assert not c.any() and p.reshape(16, -1).any(1).all()
     with pytest.raises(ValueError, match='pos_mode'):
-        PosFieldMaskGenerator(pos_mode='diagonal')
-    with pytest.raises(ValueError, match='patch_size'):
-        PosFieldMaskGenerator(patch_size=7)(dict(img=_views()))
+        _batch(0, pos_mode='diagonal')
+    with pytest.raises(ValueError, match='mask_unit'):
+        _batch(0, mask_unit='batch')

@@ -25,13 +25,12 @@ def make(seed, **kw):
 @pytest.mark.parametrize('seed', range(6))
 def test_views_carry_their_recorded_box_and_flip(seed):
     out = make(seed)(dict(img=coordinate_image()))
-    ox, oy, s = out['placement']
-    assert len(out['img']) == 6 and out['view_boxes'].shape == (6, 4) and out['view_flips'].shape == (6,)
-    for view, box, flip in zip(out['img'], out['view_boxes'], out['view_flips']):
+    assert len(out['img']) == 6 and out['crop_boxes'].shape == (6, 4) and out['view_flips'].shape == (6,)
+    assert tuple(out['source_hw']) == (H, W)
+    for view, box, flip in zip(out['img'], out['crop_boxes'], out['view_flips']):
         size = view.shape[0]
-        # canvas box -> source pixels through the image's placement
-        x0, x1 = (box[0] - ox) / s * W, (box[2] - ox) / s * W
-        y0, y1 = (box[1] - oy) / s * H, (box[3] - oy) / s * H
+        x0, x1 = box[0] * W, box[2] * W  # fractions of the source image -> source pixels
+        y0, y1 = box[1] * H, box[3] * H
         centres = (np.arange(size) + 0.5) / size
         expect_x = x0 + centres * (x1 - x0) - 0.5
         expect_y = y0 + centres * (y1 - y0) - 0.5
@@ -41,29 +40,8 @@ def test_views_carry_their_recorded_box_and_flip(seed):
         got_y = view[:, size // 2, 1].astype(float)
         assert np.abs(got_x[1:-1] - expect_x[1:-1]).max() <= 1.0, (flip, got_x[:4], expect_x[:4])
         assert np.abs(got_y[1:-1] - expect_y[1:-1]).max() <= 1.0
-
-
-def test_all_views_share_one_placement_inside_the_canvas():
-    t = make(3)
-    placements = []
-    for _ in range(5):
-        out = t(dict(img=coordinate_image()))
-        ox, oy, s = out['placement']
-        b = out['view_boxes']
-        eps = 1e-6
-        assert (b[:, 0] >= ox - eps).all() and (b[:, 2] <= ox + s + eps).all()
-        assert (b[:, 1] >= oy - eps).all() and (b[:, 3] <= oy + s + eps).all()
-        assert (b >= -eps).all() and (b <= 1 + eps).all()
-        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
-        placements.append(tuple(out['placement']))
-    assert len(set(placements)) == 5  # a new placement per image
-
-
-def test_const_placement_and_not_crop_aligned():
-    out = make(0, placement=dict(mode='const'))(dict(img=coordinate_image()))
-    assert tuple(out['placement']) == (0.0, 0.0, 1.0)
-    out = make(0, crop_aligned=False, placement=dict(mode='const'))(dict(img=coordinate_image()))
-    assert np.allclose(out['view_boxes'], [0, 0, 1, 1]) and not out['view_flips'].any()
+    b = out['crop_boxes']
+    assert (b >= 0).all() and (b <= 1).all() and (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
 
 
 def test_sizes_and_photometric_defaults_run():

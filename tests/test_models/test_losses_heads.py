@@ -16,7 +16,8 @@ def test_dino_loss_matches_hand_computation_and_centre_update():
     loss.centering.center.fill_(0.1)
     s = [torch.randn(3, 5) for _ in range(3)]  # 2 global + 1 local
     t = [torch.randn(3, 5) for _ in range(2)]
-    got = loss(s, t, teacher_temp=0.05)
+    targets = loss.teacher_targets(torch.cat(t), teacher_temp=0.05).chunk(2)
+    got = loss(s, list(targets))
     expected, pairs = 0.0, 0
     for i in range(2):
         q = F.softmax((t[i] - 0.1) / 0.05, -1)
@@ -37,16 +38,18 @@ def test_sinkhorn_marginals():
 def test_ibot_empty_weighted_and_autocast():
     loss = iBOTPatchLoss(out_dim=6)
     s = torch.randn(0, 6, requires_grad=True)
-    out = loss(s, torch.randn(0, 6), 0.04)
+    out = loss(s, loss.teacher_targets(torch.randn(0, 6), 0.04))
     out.backward()
     assert out.item() == 0.0 and torch.isfinite(out)
     s = torch.randn(4, 6, requires_grad=True)
     t = torch.randn(4, 6)
-    w = torch.tensor([0.5, 0.5, 1.0, 0.0])
+    w = torch.tensor([0.5, 0.5, 1.0, 0.0]) / 8  # 1 / masked tokens of the view / global views in the batch
     ce = (-F.softmax(t / 0.04, -1) * F.log_softmax(s / 0.1, -1)).sum(-1)
-    assert torch.allclose(loss(s, t, 0.04, w), (ce * w).sum() / w.sum(), atol=1e-5)
+    targets = loss.teacher_targets(t, 0.04)
+    assert torch.allclose(loss(s, targets, w), (ce * w).sum(), atol=1e-5)  # not renormalised by sum(w)
+    assert torch.allclose(loss(s, targets), ce.mean(), atol=1e-5)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        val = loss(s.bfloat16(), t.bfloat16(), 0.04)
+        val = loss(s.bfloat16(), targets)
     assert val.dtype == torch.float32 and torch.isfinite(val)
 
 
@@ -75,7 +78,9 @@ def test_neck_shapes_fp32_and_fixed_magnitude():
 def test_dual_head_shares_one_centre_updated_once():
     head = DualMIMHead(loss=dict(type='iBOTPatchLoss', out_dim=4, center_momentum=0.5))
     tc, tp = torch.randn(3, 4), torch.randn(2, 4)
-    out = head.loss(torch.randn(3, 4), tc, torch.randn(2, 4), tp, 0.04)
+    targets = head.targets(torch.cat([tc, tp]), 0.04)
+    assert torch.allclose(targets, F.softmax(torch.cat([tc, tp]) / 0.04, -1), atol=1e-6)  # centre was 0
+    out = head.loss(torch.randn(3, 4), targets[:3], torch.randn(2, 4), targets[3:])
     assert set(out) == {'loss_content', 'loss_pos'}
     assert torch.allclose(head.loss_module.center, 0.5 * torch.cat([tc, tp]).mean(0, keepdim=True), atol=1e-6)
     assert masked_position_accuracy(tp, tp) == 1.0

@@ -61,5 +61,11 @@ def test_placements():
     assert abs(np.mean(sides) - 2 / 7) < 0.05  # Beta(2, 5) mean
     assert mean_placement('beta') == Placement((1 - 2 / 7) / 2, (1 - 2 / 7) / 2, 2 / 7)
     p = Placement(0.1, 0.2, 0.5)
-    assert np.allclose(p.image_box_to_canvas((0, 0, 100, 50), (100, 50)), [0.1, 0.2, 0.6, 0.7])
-    assert np.allclose(p.image_box_to_canvas((50, 25, 100, 50), (100, 50)), [0.35, 0.45, 0.6, 0.7])
+    # aspect kept: the 100 px edge spans s = 0.5 of the canvas, the 50 px edge 0.25
+    assert np.allclose(p.image_box_to_canvas((0, 0, 100, 50), (100, 50)), [0.1, 0.2, 0.6, 0.45])
+    assert np.allclose(p.image_box_to_canvas((50, 25, 100, 50), (100, 50)), [0.35, 0.325, 0.6, 0.45])
+    for _ in range(100):  # a 1:3 portrait image stays inside the canvas with its aspect
+        q = sample_placement(rng, 'beta', img_wh=(30, 90))
+        box = q.image_box_to_canvas((0, 0, 30, 90), (30, 90))
+        assert box.min() >= 0 and box.max() <= 1 + 1e-6
+        assert (box[3] - box[1]) == pytest.approx(3 * (box[2] - box[0]), rel=1e-4)

@@ -1,14 +1,18 @@
-# The method with its defaults (method.md section 2): ViT-S/16, 50x50 learnable field, Beta(2,5) placement
-# (in the data pipeline), content:position masking 50:50, shared DINO/iBOT head with 65536 prototypes.
+# The method with its defaults (docs/posfield.md): ViT-S/16, 50x50 learnable field, Beta(2,5) placement,
+# content:position masking 50:50, shared DINO/iBOT head with 65536 prototypes.
 num_prototypes = 65536
 model = dict(
     type='PosFieldSSL',
-    data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    # Builds the multi-view batch: canvas placement (default Beta(2,5), aspect kept) and masks (default: half
+    # of the global views masked, ratio 0.1-0.5, content:position 50:50 per image, block / cross-wise); the
+    # defaults live in projects/posfield/models/data_preprocessor.py and utils/pos_field.py.
+    data_preprocessor=dict(type='MultiViewDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], to_rgb=True),
-    backbone=dict(type='PosFieldViT', arch='small', patch_size=16, img_size=224, pos_embed_type='field',
+    backbone=dict(type='PosFieldViT', arch='ViT-S', patch_size=16, img_size=224, pos_embed_type='field',
                   pos_field=dict(field_size=50, mode='learnable'), layer_scale_init_value=1e-5,
                   drop_path_rate=0.1),
-    neck=dict(type='DINOProjectionNeck', in_channels=384, hidden_channels=2048, bottleneck_channels=256,
+    # in_channels=None: the neck takes the backbone's width (PosFieldSSL).
+    neck=dict(type='DINOProjectionNeck', in_channels=None, hidden_channels=2048, bottleneck_channels=256,
               num_prototypes=num_prototypes, num_layers=3, norm_last_layer=True),
     cls_head=dict(type='DINOClsHead', loss=dict(type='DINOClsLoss', out_dim=num_prototypes, student_temp=0.1,
                                                 center_momentum=0.9, centering='centering')),

@@ -1,14 +1,12 @@
-"""Content and position masks for the global views (block-wise, cross-wise, random).
+"""Content and position masks for the global views of a batch (block-wise, cross-wise, random).
 
 Every generator returns exactly ``n`` masked patches and terminates on any grid: shaped patterns are grown
 with a bounded number of attempts, and whatever they cannot place is topped up with random patches.
 """
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
-from mmcv.transforms import BaseTransform
-from mmpretrain.registry import TRANSFORMS
 
 MASK_MODES = ('block', 'cross', 'random')
 
@@ -95,67 +93,54 @@ def make_mask(mode: str, rng: np.random.Generator, h: int, w: int, n: int, **blo
     raise ValueError(f'mask mode must be one of {MASK_MODES}, got {mode!r}')
 
 
-@TRANSFORMS.register_module()
-class PosFieldMaskGenerator(BaseTransform):
-    """Content and position masks for the global views, mutually exclusive per view.
+MASK_UNITS = ('image', 'view')
 
-    Each global view is masked with probability ``mask_prob``; a masked view gets content masks with
-    probability ``content_ratio`` (50:50 by default; 1.0 = content only, the DINOv2 baseline; 0.0 = position
-    only), else position masks. Its ratio is drawn from ``U(ratio_range)`` and exactly
-    ``round(ratio * N)`` patches are masked. Global views are the first ``num_global_views`` views (default:
-    the leading views that share the first view's size).
 
-    Outputs ``content_masks`` and ``pos_masks``: bool (G, h, w) with ``h, w = size // patch_size``.
+def batch_masks(rng: np.random.Generator, n_images: int, n_global: int, grid_hw: Tuple[int, int],
+                mask_prob: float = 0.5, ratio_range: Tuple[float, float] = (0.1, 0.5), content_ratio: float = 0.5,
+                content_mode: str = 'block', pos_mode: str = 'cross', mask_unit: str = 'image',
+                **block_kwargs) -> Tuple[np.ndarray, np.ndarray]:
+    """Content and position masks for the ``n_global * n_images`` global views of a batch (view-major:
+    view ``v`` belongs to image ``v % n_images``), mutually exclusive per view.
+
+    Which views are masked and their ratios follow DINOv2's ``collate_data_and_cast``: exactly
+    ``int(views * mask_prob)`` views are masked, their ratios spread over ``ratio_range`` (one draw in each
+    of ``n`` equal sub-intervals), assigned to views at random, ``int(ratio * h * w)`` patches each.
+    The mask TYPE is drawn per ``mask_unit``: ``'image'`` (default; all masked global views of an image share
+    one type) or ``'view'``. ``content_ratio`` of the masked units get content masks, the rest position
+    masks (1.0 = content only, the DINOv2 baseline; 0.0 = position only); a fractional count is rounded up
+    or down at random so the split is exact in expectation.
+
+    Returns ``content, position``: bool ``(n_global * n_images, h, w)``.
     """
-
-    def __init__(self, patch_size: int = 16, mask_prob: float = 0.5, ratio_range=(0.1, 0.5),
-                 content_ratio: float = 0.5, content_mode: str = 'block', pos_mode: str = 'cross',
-                 min_num_patches: int = 4, aspect_range=(0.3, 1 / 0.3), num_global_views: Optional[int] = None,
-                 seed: Optional[int] = None):
-        for name, mode in (('content_mode', content_mode), ('pos_mode', pos_mode)):
-            if mode not in MASK_MODES:
-                raise ValueError(f'{name} must be one of {MASK_MODES}, got {mode!r}')
-        if not 0 <= ratio_range[0] <= ratio_range[1] <= 1:
-            raise ValueError(f'ratio_range must satisfy 0 <= low <= high <= 1, got {ratio_range}')
-        self.patch_size = patch_size
-        self.mask_prob = mask_prob
-        self.ratio_range = tuple(ratio_range)
-        self.content_ratio = content_ratio
-        self.content_mode = content_mode
-        self.pos_mode = pos_mode
-        self.block_kwargs = dict(min_num_patches=min_num_patches, aspect_range=tuple(aspect_range))
-        self.num_global_views = num_global_views
-        self._rng = np.random.default_rng(seed) if seed is not None else None
-
-    def transform(self, results: dict) -> dict:
-        views = results['img']
-        if not isinstance(views, (list, tuple)):
-            raise TypeError('PosFieldMaskGenerator must follow PosFieldMultiCrop (results["img"] is a list)')
-        n_global = self.num_global_views
-        if n_global is None:
-            n_global = 1
-            while n_global < len(views) and views[n_global].shape[:2] == views[0].shape[:2]:
-                n_global += 1
-        size_h, size_w = views[0].shape[:2]
-        if size_h % self.patch_size or size_w % self.patch_size:
-            raise ValueError(f'global view size {size_w}x{size_h} is not a multiple of patch_size={self.patch_size}')
-        h, w = size_h // self.patch_size, size_w // self.patch_size
-        rng = self._rng if self._rng is not None else np.random.default_rng(np.random.randint(2**31))
-        content = np.zeros((n_global, h, w), dtype=bool)
-        position = np.zeros((n_global, h, w), dtype=bool)
-        for g in range(n_global):
-            if rng.random() >= self.mask_prob:
-                continue
-            n = int(round(rng.uniform(*self.ratio_range) * h * w))
-            if rng.random() < self.content_ratio:
-                content[g] = make_mask(self.content_mode, rng, h, w, n, **self.block_kwargs)
-            else:
-                position[g] = make_mask(self.pos_mode, rng, h, w, n, **self.block_kwargs)
-        results['content_masks'] = content
-        results['pos_masks'] = position
-        return results
-
-    def __repr__(self):
-        return (f'{self.__class__.__name__}(patch_size={self.patch_size}, mask_prob={self.mask_prob}, '
-                f'ratio_range={self.ratio_range}, content_ratio={self.content_ratio}, '
-                f'content_mode={self.content_mode!r}, pos_mode={self.pos_mode!r})')
+    for name, mode in (('content_mode', content_mode), ('pos_mode', pos_mode)):
+        if mode not in MASK_MODES:
+            raise ValueError(f'{name} must be one of {MASK_MODES}, got {mode!r}')
+    if mask_unit not in MASK_UNITS:
+        raise ValueError(f'mask_unit must be one of {MASK_UNITS}, got {mask_unit!r}')
+    if not 0 <= ratio_range[0] <= ratio_range[1] <= 1:
+        raise ValueError(f'ratio_range must satisfy 0 <= low <= high <= 1, got {tuple(ratio_range)}')
+    if not (0 <= mask_prob <= 1 and 0 <= content_ratio <= 1):
+        raise ValueError(f'mask_prob and content_ratio must lie in [0, 1], got {mask_prob}, {content_ratio}')
+    h, w = grid_hw
+    n_views = n_images * n_global
+    content = np.zeros((n_views, h, w), dtype=bool)
+    position = np.zeros((n_views, h, w), dtype=bool)
+    n_masked = int(n_views * mask_prob)
+    if n_masked == 0:
+        return content, position
+    edges = np.linspace(ratio_range[0], ratio_range[1], n_masked + 1)
+    ratios = rng.uniform(edges[:-1], edges[1:])
+    masked = rng.permutation(n_views)[:n_masked]
+    units = masked % n_images if mask_unit == 'image' else masked
+    candidates = np.unique(units)
+    share = len(candidates) * content_ratio
+    n_content = int(share) + int(rng.random() < share - int(share))
+    content_units = set(rng.permutation(candidates)[:n_content].tolist())
+    for view, unit, ratio in zip(masked.tolist(), units.tolist(), ratios.tolist()):
+        n = int(ratio * h * w)
+        if unit in content_units:
+            content[view] = make_mask(content_mode, rng, h, w, n, **block_kwargs)
+        else:
+            position[view] = make_mask(pos_mode, rng, h, w, n, **block_kwargs)
+    return content, position

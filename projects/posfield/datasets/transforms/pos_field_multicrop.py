@@ -7,8 +7,6 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmpretrain.registry import TRANSFORMS
 
-from ...models.utils.pos_field import sample_placement
-
 
 def _jitter_gray():
     return [
@@ -57,29 +55,26 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: Tu
 
 @TRANSFORMS.register_module()
 class PosFieldMultiCrop(BaseTransform):
-    """Global and local views of one image with their canvas boxes and flips (docs/design.md contract 2).
+    """Global and local views of one image, each with the box it was cut from and its flip.
 
-    One canvas placement is drawn per image (``placement``: kwargs of ``sample_placement``, default
-    ``mode='beta', beta=(2, 5)``) and shared by all its views. Each view: a RandomResizedCrop box in source
-    pixels, resized to the view size, flipped with ``flip_prob``; the box is mapped to the canvas, the flip is
-    recorded separately. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
+    Each view: a RandomResizedCrop box in source pixels, resized to the view size, flipped with
+    ``flip_prob``. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
     transforms: ``global_transforms`` is a list of pipelines used for global views in turn,
     ``local_transforms`` one pipeline for the locals; ``[]`` disables them.
 
-    Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``view_boxes`` float32 (V, 4),
-    ``view_flips`` bool (V,), ``placement`` float32 (3,). ``seed`` makes the geometry deterministic (tests).
-    ``crop_aligned=False`` (ablation "position masking only") gives every view the whole image's box and no
-    flip, i.e. ordinary per-view positions sampled from the field.
+    Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``crop_boxes`` float32 (V, 4): each view's
+    box ``(x0, y0, x1, y1)`` as fractions of the source image, ``view_flips`` bool (V,), ``source_hw``
+    int64 (2,). The canvas placement (shared by all views of an image), the canvas boxes and the masks are
+    made per batch by :class:`~projects.posfield.models.data_preprocessor.MultiViewDataPreprocessor`.
+    ``seed`` makes the geometry deterministic (tests).
     """
 
     def __init__(self, global_crops_number: int = 2, global_crops_size: int = 224,
                  global_crops_scale: Tuple[float, float] = (0.32, 1.0), local_crops_number: int = 8,
                  local_crops_size: int = 96, local_crops_scale: Tuple[float, float] = (0.05, 0.32),
                  ratio: Tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
-                 placement: Optional[dict] = None,
                  global_transforms: Optional[Sequence[Sequence[dict]]] = None,
-                 local_transforms: Optional[Sequence[dict]] = None, crop_aligned: bool = True,
-                 seed: Optional[int] = None):
+                 local_transforms: Optional[Sequence[dict]] = None, seed: Optional[int] = None):
         if global_crops_number < 1:
             raise ValueError(f'global_crops_number must be >= 1, got {global_crops_number}')
         self.global_crops_number = global_crops_number
@@ -90,19 +85,17 @@ class PosFieldMultiCrop(BaseTransform):
         self.local_crops_scale = tuple(local_crops_scale)
         self.ratio = tuple(ratio)
         self.flip_prob = flip_prob
-        self.placement = dict(mode='beta', beta=(2.0, 5.0)) if placement is None else dict(placement)
         global_transforms = DINO_GLOBAL_TRANSFORMS if global_transforms is None else global_transforms
         local_transforms = DINO_LOCAL_TRANSFORMS if local_transforms is None else local_transforms
         self.global_pipelines = [Compose(list(t)) for t in global_transforms] or [Compose([])]
         self.local_pipeline = Compose(list(local_transforms))
-        self.crop_aligned = crop_aligned
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
     def _generator(self) -> np.random.Generator:
         # Without a seed, draw from numpy's global state, which mmengine seeds per worker.
         return self._rng if self._rng is not None else np.random.default_rng(np.random.randint(2**31))
 
-    def _view(self, img, size, scale, rng, placement, pipeline):
+    def _view(self, img, size, scale, rng, pipeline):
         height, width = img.shape[:2]
         x0, y0, x1, y1 = sample_crop_box(rng, height, width, scale, self.ratio)
         crop = img[y0:y1, x0:x1]
@@ -112,32 +105,28 @@ class PosFieldMultiCrop(BaseTransform):
         if flip:
             view = view[:, ::-1]
         view = pipeline(dict(img=np.ascontiguousarray(view)))['img']
-        if not self.crop_aligned:  # ablation: every view is positioned as if it were the whole image
-            return view, placement.image_box_to_canvas((0, 0, width, height), (width, height)), False
-        return view, placement.image_box_to_canvas((x0, y0, x1, y1), (width, height)), flip
+        return view, (x0 / width, y0 / height, x1 / width, y1 / height), flip
 
     def transform(self, results: dict) -> dict:
         img = results['img']
         rng = self._generator()
-        placement = sample_placement(rng, **self.placement)
         views: List[np.ndarray] = []
         boxes, flips = [], []
         for i in range(self.global_crops_number):
             pipeline = self.global_pipelines[i % len(self.global_pipelines)]
-            v, b, f = self._view(img, self.global_crops_size, self.global_crops_scale, rng, placement, pipeline)
+            v, b, f = self._view(img, self.global_crops_size, self.global_crops_scale, rng, pipeline)
             views.append(v), boxes.append(b), flips.append(f)
         for _ in range(self.local_crops_number):
-            v, b, f = self._view(img, self.local_crops_size, self.local_crops_scale, rng, placement,
-                                 self.local_pipeline)
+            v, b, f = self._view(img, self.local_crops_size, self.local_crops_scale, rng, self.local_pipeline)
             views.append(v), boxes.append(b), flips.append(f)
         results['img'] = views
         results['img_shape'] = (self.global_crops_size, self.global_crops_size)
-        results['view_boxes'] = np.stack(boxes).astype(np.float32)
+        results['crop_boxes'] = np.asarray(boxes, dtype=np.float32)
         results['view_flips'] = np.asarray(flips, dtype=bool)
-        results['placement'] = placement.as_array()
+        results['source_hw'] = np.asarray(img.shape[:2], dtype=np.int64)
         return results
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(global={self.global_crops_number}x{self.global_crops_size} '
                 f'{self.global_crops_scale}, local={self.local_crops_number}x{self.local_crops_size} '
-                f'{self.local_crops_scale}, placement={self.placement})')
+                f'{self.local_crops_scale})')

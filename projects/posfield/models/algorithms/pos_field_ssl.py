@@ -1,5 +1,5 @@
 """PosFieldSSL: DINOv2-style self-distillation with crop-aligned position fields and dual masked prediction."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,12 +7,14 @@ from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 
+from ..data_preprocessor import MultiViewBatch
 from ..heads.dual_mim_head import masked_position_accuracy
 from .ema_teacher import EMATeacher, cosine_momentum, linear_warmup
 
 
-def _as_tensor(values, device, dtype=None) -> torch.Tensor:
-    return torch.stack([torch.as_tensor(v) for v in values]).to(device=device, dtype=dtype)
+def _patch_size(backbone: nn.Module) -> int:
+    kernel = backbone.patch_embed.projection.kernel_size
+    return int(kernel[0] if isinstance(kernel, (tuple, list)) else kernel)
 
 
 @MODELS.register_module()
@@ -22,9 +24,9 @@ class PosFieldSSL(BaseSelfSupervisor):
     Student: ``backbone`` (:class:`PosFieldViT`) + ``neck`` (:class:`DINOProjectionNeck`, shared by [CLS] and
     patches unless ``patch_neck`` is given). Teacher: an EMA copy of both (``teacher.module.backbone.*``).
 
-    Inputs follow docs/design.md contract 2: ``inputs`` is a list of V view batches, global views first;
-    each data sample carries ``view_boxes`` (V, 4), ``view_flips`` (V,), ``content_masks`` and ``pos_masks``
-    (G, h, w) for the G global views.
+    Inputs: a :class:`MultiViewBatch` built by :class:`MultiViewDataPreprocessor` (views grouped by size,
+    canvas boxes, flips, content / position masks and patch-loss weights). ``loss`` reads top-down: teacher
+    targets, student predictions, losses; diagnostics come from :meth:`_diagnostics`.
 
     Losses: ``loss_image`` (DINO on [CLS]), ``loss_content`` / ``loss_pos`` (:class:`DualMIMHead` on the
     content- / position-masked tokens only), ``loss_koleo``. Schedules (teacher momentum, teacher
@@ -32,6 +34,7 @@ class PosFieldSSL(BaseSelfSupervisor):
     saved in checkpoints) and the training length, so resuming restores them exactly.
 
     Args:
+        neck / patch_neck: their ``in_channels`` default to the backbone's width (``backbone.embed_dims``).
         momentum: (start, end) teacher momentum, cosine over training, DINO convention.
         teacher_temp: (start, end) teacher temperature, linear over ``teacher_temp_warmup_epochs``.
         freeze_prototypes_epochs: prototypes get no update (grad set to None) for this many epochs.
@@ -45,10 +48,16 @@ class PosFieldSSL(BaseSelfSupervisor):
                  freeze_prototypes_epochs: float = 1, max_iters: Optional[int] = None,
                  iters_per_epoch: Optional[int] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
-        super().__init__(backbone=backbone, neck=neck, head=head, data_preprocessor=data_preprocessor,
+        if data_preprocessor is None or isinstance(data_preprocessor, dict):
+            data_preprocessor = {'type': 'MultiViewDataPreprocessor', **(data_preprocessor or {})}
+        super().__init__(backbone=backbone, neck=None, head=head, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
+        width = self.backbone.embed_dims
+        if getattr(self.data_preprocessor, 'patch_size', 0) is None:  # the mask grid is the backbone's
+            self.data_preprocessor.patch_size = _patch_size(self.backbone)
+        self.neck = MODELS.build(self._neck_cfg(neck, width, 'neck'))
         self.cls_head = MODELS.build(cls_head)
-        self.patch_neck = MODELS.build(patch_neck) if patch_neck is not None else None
+        self.patch_neck = MODELS.build(self._neck_cfg(patch_neck, width, 'patch_neck')) if patch_neck else None
         self.koleo = MODELS.build(koleo_loss or dict(type='KoLeoLoss'))
         self.koleo_weight = koleo_weight
         self.momentum = tuple(momentum)
@@ -61,6 +70,18 @@ class PosFieldSSL(BaseSelfSupervisor):
         self.register_buffer('step', torch.zeros((), dtype=torch.long))
 
     # ----------------------------------------------------------------------------------- structure
+    @staticmethod
+    def _neck_cfg(cfg: dict, width: int, name: str) -> dict:
+        """The neck reads the backbone's tokens: ``in_channels`` follows the backbone unless given."""
+        cfg = dict(cfg)
+        given = cfg.get('in_channels')
+        if given is None:
+            cfg['in_channels'] = width
+        elif int(given) != width:
+            raise ValueError(f'model.{name}.in_channels={given} but the backbone is {width}-d; leave '
+                             f'in_channels unset (None) to follow the backbone')
+        return cfg
+
     def _student(self) -> nn.ModuleDict:
         parts = dict(backbone=self.backbone, neck=self.neck)
         if self.patch_neck is not None:
@@ -123,85 +144,79 @@ class PosFieldSSL(BaseSelfSupervisor):
         return log_vars
 
     def extract_feat(self, inputs, data_samples=None, **kwargs):
-        if isinstance(inputs, (list, tuple)):
+        if isinstance(inputs, MultiViewBatch):
+            inputs = inputs.global_views
+        elif isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
         return self.backbone(inputs)
 
-    @staticmethod
-    def _group_by_size(inputs: Sequence[torch.Tensor]) -> List[List[int]]:
-        """Consecutive views of one resolution go through the backbone in one pass."""
-        groups: List[List[int]] = []
-        for i, view in enumerate(inputs):
-            if groups and inputs[groups[-1][0]].shape[-2:] == view.shape[-2:]:
-                groups[-1].append(i)
-            else:
-                groups.append([i])
-        return groups
-
-    def loss(self, inputs: List[torch.Tensor], data_samples, **kwargs) -> Dict[str, torch.Tensor]:
-        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-            raise ValueError('PosFieldSSL expects a list of >= 2 view batches (global views first)')
-        device = inputs[0].device
-        batch = inputs[0].shape[0]
-        boxes = _as_tensor([ds.view_boxes for ds in data_samples], device, torch.float32)  # (B, V, 4)
-        flips = _as_tensor([ds.view_flips for ds in data_samples], device, torch.bool)  # (B, V)
-        cmask = _as_tensor([ds.content_masks for ds in data_samples], device, torch.bool)  # (B, G, h, w)
-        pmask = _as_tensor([ds.pos_masks for ds in data_samples], device, torch.bool)
-        n_global = cmask.shape[1]
-        if boxes.shape[1] != len(inputs):
-            raise ValueError(f'{len(inputs)} view batches but view_boxes has {boxes.shape[1]} views per image')
-        groups = self._group_by_size(inputs)
-        if groups[0] != list(range(n_global)):
-            raise ValueError(f'the first {n_global} views (the masked ones) must be the global views of one size')
+    def loss(self, inputs: MultiViewBatch, data_samples=None, **kwargs) -> Dict[str, torch.Tensor]:
+        """DINO [CLS] loss, the two masked-patch losses and KoLeo for one :class:`MultiViewBatch`."""
+        if not isinstance(inputs, MultiViewBatch):
+            raise TypeError(f'PosFieldSSL.loss expects a MultiViewBatch (model.data_preprocessor type '
+                            f"'MultiViewDataPreprocessor'), got {type(inputs).__name__}")
+        batch = inputs
         sched = self.schedule()
-        temp = sched['teacher_temp']
+        content_sel, pos_sel = batch.content_masks.flatten(1), batch.pos_masks.flatten(1)
+        n_content = int(content_sel.sum())
 
-        def view_major(t: torch.Tensor, idx: List[int]) -> torch.Tensor:  # (B, V, ...) -> (len(idx) * B, ...)
-            return t[:, idx].transpose(0, 1).flatten(0, 1)
+        cls_targets, patch_targets = self._teacher_targets(batch, content_sel, pos_sel, sched['teacher_temp'])
+        cls_logits, patch_logits, global_cls = self._student_predictions(batch, content_sel, pos_sel)
 
-        g_idx = groups[0]
-        g_img = torch.cat([inputs[i] for i in g_idx])
-        g_boxes, g_flips = view_major(boxes, g_idx), view_major(flips, g_idx)
-        g_cmask, g_pmask = view_major(cmask, g_idx), view_major(pmask, g_idx)
-        c_sel, p_sel = g_cmask.flatten(1), g_pmask.flatten(1)  # (G * B, N)
-
-        teacher = self.teacher.module
-        t_patch_neck = teacher['patch_neck'] if self.patch_neck is not None else teacher['neck']
-        s_patch_neck = self.patch_neck if self.patch_neck is not None else self.neck
-        with torch.no_grad():
-            t_cls, t_patch = teacher['backbone'].forward_tokens(g_img, g_boxes, g_flips)
-            t_cls_logits = teacher['neck'](t_cls)
-            t_content = t_patch_neck(t_patch[c_sel])
-            t_pos = t_patch_neck(t_patch[p_sel])
-
-        s_cls, s_patch = self.backbone.forward_tokens(g_img, g_boxes, g_flips, content_mask=g_cmask,
-                                                      pos_mask=g_pmask)
-        s_cls_all = [s_cls]
-        for idx in groups[1:]:  # local views: unmasked, one pass per resolution
-            l_cls, _ = self.backbone.forward_tokens(torch.cat([inputs[i] for i in idx]),
-                                                    view_major(boxes, idx), view_major(flips, idx))
-            s_cls_all.append(l_cls)
-        s_cls_logits = self.neck(torch.cat(s_cls_all))
-        s_content = s_patch_neck(s_patch[c_sel])
-        s_pos = s_patch_neck(s_patch[p_sel])
-
-        def token_weights(sel: torch.Tensor) -> torch.Tensor:  # 1 / masked tokens of the token's view
-            per_view = sel.sum(1, keepdim=True).clamp_min(1).float()
-            return (sel.float() / per_view)[sel]
-
-        losses = self.cls_head.loss(list(s_cls_logits.split(batch)), list(t_cls_logits.split(batch)), temp)
-        losses.update(self.head.loss(s_content, t_content, s_pos, t_pos, temp,
-                                     content_weights=token_weights(c_sel), pos_weights=token_weights(p_sel)))
-        koleo = sum(self.koleo(c) for c in s_cls.split(batch))
-        losses['loss_koleo'] = self.koleo_weight * koleo
-
-        with torch.no_grad():  # diagnostics: keys without 'loss' are logged, not summed
-            probs = self.cls_head.loss_module.centering.targets(t_cls_logits, temp)
-            losses['teacher_entropy'] = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
-            losses['center_norm'] = self.cls_head.loss_module.center.norm()
-            losses['pos_acc'] = masked_position_accuracy(s_pos.detach(), t_pos)
-            losses['teacher_temp'] = torch.tensor(temp, device=device)
-            losses['momentum'] = torch.tensor(sched['momentum'], device=device)
-            losses['masked_content'] = c_sel.float().mean()
-            losses['masked_pos'] = p_sel.float().mean()
+        b = batch.batch_size
+        losses = self.cls_head.loss(list(cls_logits.split(b)), list(cls_targets.split(b)))
+        losses.update(self.head.loss(
+            patch_logits[:n_content], patch_targets[:n_content], patch_logits[n_content:],
+            patch_targets[n_content:], content_weights=batch.mask_weights[content_sel],
+            pos_weights=batch.mask_weights[pos_sel]))
+        losses['loss_koleo'] = self.koleo_weight * sum(self.koleo(c) for c in global_cls.split(b))
+        losses.update(self._diagnostics(batch, sched, cls_targets, patch_logits[n_content:],
+                                        patch_targets[n_content:]))
         return losses
+
+    def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Prototype logits of [CLS] and masked patch tokens: ONE call when the neck is shared."""
+        if 'patch_neck' in part:
+            return part['neck'](cls), part['patch_neck'](patches)
+        logits = part['neck'](torch.cat([cls, patches]))
+        return logits[:cls.shape[0]], logits[cls.shape[0]:]
+
+    def _teacher_targets(self, batch: MultiViewBatch, content_sel, pos_sel, temp: float):
+        """Teacher targets of the global views' [CLS] and of the masked patches (content rows first).
+
+        The backbone runs under ``inference_mode`` and only the [CLS] and masked patch tokens leave it (cloned
+        into ordinary tensors, as targets enter the student's autograd graph); the heads run under no_grad.
+        """
+        teacher = self.teacher.module
+        with torch.inference_mode():
+            cls, patches = teacher['backbone'].forward_tokens(batch.global_views, batch.global_boxes,
+                                                              batch.global_flips)
+            masked = torch.cat([patches[content_sel], patches[pos_sel]])
+        with torch.no_grad():
+            cls_logits, patch_logits = self._heads(teacher, cls.clone(), masked.clone())
+            return (self.cls_head.targets(cls_logits, temp), self.head.targets(patch_logits, temp))
+
+    def _student_predictions(self, batch: MultiViewBatch, content_sel, pos_sel):
+        """Student logits of every view's [CLS] (globals first), of the masked patches (content rows first),
+        and the global views' [CLS] tokens (KoLeo)."""
+        global_cls, patches = self.backbone.forward_tokens(
+            batch.global_views, batch.global_boxes, batch.global_flips, content_mask=batch.content_masks,
+            pos_mask=batch.pos_masks)
+        local_cls = [self.backbone.forward_tokens(views, boxes, flips)[0]  # unmasked, one pass per size
+                     for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)]
+        masked = torch.cat([patches[content_sel], patches[pos_sel]])
+        cls_logits, patch_logits = self._heads(self._student(), torch.cat([global_cls, *local_cls]), masked)
+        return cls_logits, patch_logits, global_cls
+
+    @torch.no_grad()
+    def _diagnostics(self, batch: MultiViewBatch, sched: dict, cls_targets, pos_logits, pos_targets):
+        """Logged, not summed (no 'loss' in the keys)."""
+        device = cls_targets.device
+        return dict(
+            teacher_entropy=-(cls_targets * cls_targets.clamp_min(1e-12).log()).sum(-1).mean(),
+            center_norm=self.cls_head.loss_module.center.norm(),
+            pos_acc=masked_position_accuracy(pos_logits.detach(), pos_targets),
+            teacher_temp=torch.tensor(sched['teacher_temp'], device=device),
+            momentum=torch.tensor(sched['momentum'], device=device),
+            masked_content=batch.content_masks.float().mean(),
+            masked_pos=batch.pos_masks.float().mean())

@@ -8,6 +8,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.archs import vit_arch
 from ..utils.pos_field import PositionField
 
 POS_EMBED_TYPES = ('field', 'interpolate')
@@ -18,6 +19,9 @@ class PosFieldViT(VisionTransformer):
     """Vision Transformer with crop-aligned (field-sampled) position embeddings.
 
     Args:
+        arch: a name of :data:`~projects.posfield.models.utils.archs.VIT_ARCHS` (``'ViT-S'``, ``'ViT-B'``,
+            ``'ViT-L'``, ``'ViT-mini'``, ``'ViT-micro'``) or a dict of its four sizes. mmpretrain's own names are
+            refused: its ``'small'`` is not ViT-S/16.
         pos_embed_type: ``'field'`` (the method: positions sampled from :class:`PositionField` at the patch
             centres of each view's canvas box, mirrored for flipped views) or ``'interpolate'`` (the
             DINOv2-dagger baseline: an ordinary learned ``pos_embed`` resized bicubically per resolution).
@@ -31,13 +35,13 @@ class PosFieldViT(VisionTransformer):
     ``pos_mask_token`` replaces a position-masked patch's position embedding.
     """
 
-    def __init__(self, arch='small', img_size=224, patch_size=16, pos_embed_type: str = 'field',
+    def __init__(self, arch='ViT-S', img_size=224, patch_size=16, pos_embed_type: str = 'field',
                  pos_field: Optional[dict] = None, layer_scale_init_value: float = 1e-5,
                  drop_path_rate: float = 0.1, with_cp: bool = False, out_type: str = 'cls_token',
                  **kwargs):
         if pos_embed_type not in POS_EMBED_TYPES:
             raise ValueError(f'pos_embed_type must be one of {POS_EMBED_TYPES}, got {pos_embed_type!r}')
-        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
+        super().__init__(arch=vit_arch(arch), img_size=img_size, patch_size=patch_size,
                          layer_scale_init_value=layer_scale_init_value, drop_path_rate=drop_path_rate,
                          out_type=out_type, with_cls_token=True, **kwargs)
         dims = self.embed_dims

@@ -18,8 +18,9 @@ class DualMIMHead(BaseModule):
     """One :class:`iBOTPatchLoss` (one centre) for both branches.
 
     The teacher sees every view unmasked and with correct positions, so the targets of both branches
-    come from one distribution; sharing the centre (updated once per step from all masked tokens)
-    follows from that (decision, method.md section 2: L_pos shares the iBOT head and prototypes).
+    come from one distribution: :meth:`targets` normalises all masked tokens of the step together (one
+    centre, one Sinkhorn-Knopp problem) (decision, docs/posfield.md: L_pos shares the iBOT head and
+    prototypes).
     """
 
     def __init__(self, loss: dict, content_weight: float = 1.0, pos_weight: float = 1.0, init_cfg=None):
@@ -28,11 +29,13 @@ class DualMIMHead(BaseModule):
         self.content_weight = content_weight
         self.pos_weight = pos_weight
 
-    def loss(self, student_content: torch.Tensor, teacher_content: torch.Tensor,
-             student_pos: torch.Tensor, teacher_pos: torch.Tensor, teacher_temp: float,
+    def targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        return self.loss_module.teacher_targets(teacher_logits, teacher_temp)
+
+    def loss(self, student_content: torch.Tensor, target_content: torch.Tensor,
+             student_pos: torch.Tensor, target_pos: torch.Tensor,
              content_weights: Optional[torch.Tensor] = None,
              pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        loss_content = self.loss_module(student_content, teacher_content, teacher_temp, content_weights)
-        loss_pos = self.loss_module(student_pos, teacher_pos, teacher_temp, pos_weights)
-        self.loss_module.update_center(torch.cat([teacher_content, teacher_pos]))
+        loss_content = self.loss_module(student_content, target_content, content_weights)
+        loss_pos = self.loss_module(student_pos, target_pos, pos_weights)
         return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)

@@ -13,9 +13,10 @@ from .centering import TeacherCentering
 class DINOClsLoss(nn.Module):
     """Cross-entropy between teacher targets of each global crop and student predictions of every other crop.
 
-    ``student_logits``: one ``(B, K)`` tensor per crop, global crops first (same order as the teacher's);
-    ``teacher_logits``: one ``(B, K)`` tensor per global crop. Pairs of the same view are skipped; the loss is
-    the mean over the remaining pairs. The centre is updated after the targets are computed.
+    :meth:`teacher_targets` turns the teacher's logits into targets (then updates the centre, as DINO does);
+    ``forward`` takes one ``(B, K)`` student logit tensor per crop, global crops first (same order as the
+    teacher's), and one ``(B, K)`` target tensor per global crop. Pairs of the same view are skipped; the loss
+    is the mean over the remaining pairs.
     """
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
@@ -28,20 +29,22 @@ class DINOClsLoss(nn.Module):
     def center(self) -> torch.Tensor:
         return self.centering.center
 
-    def forward(self, student_logits: List[torch.Tensor], teacher_logits: List[torch.Tensor],
-                teacher_temp: float) -> torch.Tensor:
-        if len(student_logits) < 2 or not teacher_logits:
+    @torch.no_grad()
+    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        targets = self.centering.targets(teacher_logits, teacher_temp)
+        self.centering.update(teacher_logits)
+        return targets
+
+    def forward(self, student_logits: List[torch.Tensor], targets: List[torch.Tensor]) -> torch.Tensor:
+        if len(student_logits) < 2 or not targets:
             raise ValueError('DINOClsLoss needs >= 2 student crops and >= 1 teacher crop, got '
-                             f'{len(student_logits)} and {len(teacher_logits)}')
-        all_teacher = torch.cat(teacher_logits)
-        targets = self.centering.targets(all_teacher, teacher_temp).chunk(len(teacher_logits))
+                             f'{len(student_logits)} and {len(targets)}')
+        log_p = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
         total, pairs = 0.0, 0
         for i, target in enumerate(targets):
-            for j, student in enumerate(student_logits):
+            for j, student in enumerate(log_p):
                 if i == j:
                     continue
-                log_p = F.log_softmax(student.float() / self.student_temp, dim=-1)
-                total = total + torch.sum(-target * log_p, dim=-1).mean()
+                total = total + torch.sum(-target * student, dim=-1).mean()
                 pairs += 1
-        self.centering.update(all_teacher)
         return total / pairs

@@ -13,11 +13,11 @@ from .centering import TeacherCentering
 class iBOTPatchLoss(nn.Module):  # noqa: N801 (the method's name)
     """Cross-entropy between teacher targets and student predictions of masked tokens.
 
-    ``student_logits`` / ``teacher_logits``: ``(M, K)`` for the M masked tokens. ``weights`` ``(M,)``:
-    DINOv2's ``masks_weight``, ``1 / (masked tokens of that token's view)``, so each view counts once
-    whatever its mask ratio; the loss is ``sum(w * ce) / sum(w)`` (the mean over masked views).
-    Without weights it is the mean over tokens. ``M == 0`` gives a zero that keeps the graph.
-    The centre is updated separately (:meth:`update_center`), once per step, by the owning head.
+    ``student_logits`` / ``targets``: ``(M, K)`` for the M masked tokens. ``weights`` ``(M,)``: DINOv2's
+    ``masks_weight / number of global views`` (:class:`MultiViewBatch.mask_weights`); the loss is
+    ``sum(w * ce)``, so every masked view counts once and the normalisation (the number of global views in
+    the batch) does not depend on how many views this branch masked. Without weights it is the mean over
+    tokens. ``M == 0`` gives a zero that keeps the graph.
     """
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
@@ -30,17 +30,20 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 (the method's name)
     def center(self) -> torch.Tensor:
         return self.centering.center
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, teacher_temp: float,
+    @torch.no_grad()
+    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Targets of all masked tokens of the step (every rank calls this, with or without rows: the
+        collectives of Sinkhorn-Knopp and of the centre update must run everywhere), then the centre update."""
+        targets = self.centering.targets(teacher_logits, teacher_temp)
+        self.centering.update(teacher_logits)
+        return targets
+
+    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         if student_logits.shape[0] == 0:
             return student_logits.float().sum() * 0.0
-        targets = self.centering.targets(teacher_logits, teacher_temp)
         log_p = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
         ce = torch.sum(-targets * log_p, dim=-1)
         if weights is None:
             return ce.mean()
-        weights = weights.float()
-        return (ce * weights).sum() / weights.sum().clamp_min(1e-12)
-
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        self.centering.update(teacher_logits)
+        return (ce * weights.float()).sum()
