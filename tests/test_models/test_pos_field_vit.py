@@ -72,3 +72,12 @@ def test_layer_depths_and_no_unused_pos_embed():
     assert m.get_layer_depth('backbone.pos_mask_token', 'backbone.') == (0, 4)
     assert m.get_layer_depth('backbone.layers.1.attn.qkv.weight', 'backbone.') == (2, 4)
     assert m.get_layer_depth('backbone.ln1.weight', 'backbone.') == (3, 4)
+
+
+def test_arch_names_follow_the_paper_and_mmpretrain_names_are_refused():
+    from projects.posfield.models.utils.archs import VIT_ARCHS
+    s = PosFieldViT(arch='ViT-S', pos_field=dict(field_size=4))
+    assert s.embed_dims == 384 and len(s.layers) == 12 and s.layers[0].attn.num_heads == 6
+    assert s.layers[0].ffn.layers[0][0].out_features == VIT_ARCHS['ViT-S']['feedforward_channels']
+    with pytest.raises(ValueError, match="use arch='ViT-S'"):
+        PosFieldViT(arch='small')
