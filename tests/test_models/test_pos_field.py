@@ -69,3 +69,27 @@ def test_placements():
         box = q.image_box_to_canvas((0, 0, 30, 90), (30, 90))
         assert box.min() >= 0 and box.max() <= 1 + 1e-6
         assert (box[3] - box[1]) == pytest.approx(3 * (box[2] - box[0]), rel=1e-4)
+
+
+def test_patch_positions_one_implementation_for_field_and_interpolate():
+    from mmpretrain.models.utils import resize_pos_embed
+
+    from projects.posfield.models.utils.pos_field import patch_positions
+    torch.manual_seed(0)
+    grid = torch.randn(1, 1 + 4 * 6, 8)  # [CLS] position + a 4 x 6 grid, mmpretrain's layout
+    got = patch_positions('interpolate', (3, 5), 2, pos_embed=grid[:, 1:], pos_embed_hw=(4, 6))
+    assert torch.allclose(got, resize_pos_embed(grid, (4, 6), (3, 5), mode='bicubic', num_extra_tokens=1)[:, 1:],
+                          atol=1e-6)
+    assert patch_positions('interpolate', (4, 6), 2, pos_embed=grid[:, 1:], pos_embed_hw=(4, 6)) is not None
+    pf = PositionField(8, field_size=5)
+    boxes = torch.tensor([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0]])
+    flips = torch.tensor([True, False])
+    assert torch.equal(patch_positions('field', (3, 3), 2, pos_field=pf, boxes=boxes, flips=flips),
+                       pf(boxes, (3, 3), flips))
+    place = Placement(0.2, 0.1, 0.5)
+    assert torch.equal(patch_positions('field', (3, 3), 2, pos_field=pf, placement=place),
+                       pf.for_whole_image(2, (3, 3), place))
+    with pytest.raises(ValueError, match=r'boxes must have shape \(2, 4\)'):
+        patch_positions('field', (3, 3), 2, pos_field=pf, boxes=boxes[:1])
+    with pytest.raises(ValueError, match='pos_embed_type'):
+        patch_positions('rope', (3, 3), 2)

@@ -4,14 +4,11 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 from mmpretrain.models.backbones import VisionTransformer
-from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
 from ..utils.archs import vit_arch
-from ..utils.pos_field import PositionField
-
-POS_EMBED_TYPES = ('field', 'interpolate')
+from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
 
 
 @MODELS.register_module()
@@ -71,17 +68,13 @@ class PosFieldViT(VisionTransformer):
         return self
 
     def _positions(self, batch: int, hw: Tuple[int, int], boxes, flips) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(cls position (1|B, 1, D), patch positions (1|B, N, D))."""
+        """(cls position (1, 1, D), patch positions (1|B, N, D)) from :func:`patch_positions`."""
         if self.pos_embed_type == 'interpolate':
-            pos = resize_pos_embed(self.pos_embed.float(), self.patch_resolution, hw,
-                                   mode=self.interpolate_mode, num_extra_tokens=self.num_extra_tokens)
-            pos = pos.to(self.pos_embed.dtype)
-            return pos[:, :1], pos[:, 1:]
-        if boxes is None:
-            return self.cls_pos, self.pos_field.for_whole_image(batch, hw)
-        if boxes.shape != (batch, 4):
-            raise ValueError(f'boxes must have shape ({batch}, 4), got {tuple(boxes.shape)}')
-        return self.cls_pos, self.pos_field(boxes, hw, flips)
+            extra = self.num_extra_tokens
+            pos = patch_positions('interpolate', hw, batch, pos_embed=self.pos_embed[:, extra:],
+                                  pos_embed_hw=self.patch_resolution, interpolate_mode=self.interpolate_mode)
+            return self.pos_embed[:, :1], pos
+        return self.cls_pos, patch_positions('field', hw, batch, pos_field=self.pos_field, boxes=boxes, flips=flips)
 
     def forward_tokens(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
                        flips: Optional[torch.Tensor] = None, content_mask: Optional[torch.Tensor] = None,
