@@ -18,12 +18,11 @@ import torch.nn as nn
 
 import projects.common  # noqa: F401  (mmengine checkpoints load under torch >= 2.6 weights_only)
 
+from projects.analysis.encoding import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images  # noqa: F401
 from ..models.utils.backbone_checkpoint import CheckpointMismatchError, load_backbone_weights  # noqa: F401
 
 # Pre-training-only tokens no analysis uses: a checkpoint may lack them.
 UNUSED_IN_ANALYSIS = ('mask_token', 'pos_mask_token')
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 @dataclass
@@ -142,40 +141,3 @@ def canvas_box_for(cfg, placement: str = 'whole') -> Optional[Tuple[float, float
     place_cfg = dict((crop or {}).get('placement') or dict(mode='beta', beta=(2.0, 5.0)))
     p = mean_placement(**place_cfg)
     return (p.ox, p.oy, p.ox + p.s, p.oy + p.s)
-
-
-def canvas_boxes(batch: int, box: Optional[Tuple[float, float, float, float]], device) -> Optional[torch.Tensor]:
-    if box is None:
-        return None
-    return torch.tensor([list(box)], dtype=torch.float32, device=device).expand(batch, 4)
-
-
-@torch.no_grad()
-def encode(backbone: nn.Module, x: torch.Tensor,
-           box: Optional[Tuple[float, float, float, float]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Final-normed ``(cls (B, D), patches (B, N, D))`` of a batch.
-
-    ``box``: the canvas window ``(x0, y0, x1, y1)`` the images occupy in a position-field backbone (None: the
-    whole canvas). A plain mmpretrain ViT ignores it.
-    """
-    if hasattr(backbone, 'forward_tokens'):
-        return backbone.forward_tokens(x, boxes=canvas_boxes(x.shape[0], box, x.device))
-    # Plain mmpretrain VisionTransformer: ask this instance (not the class) for the raw last-block tokens.
-    saved = backbone.out_type, backbone.out_indices
-    backbone.out_type, backbone.out_indices = 'raw', [len(backbone.layers) - 1]
-    try:
-        tokens = backbone(x)[-1]
-    finally:
-        backbone.out_type, backbone.out_indices = saved
-    n = int(getattr(backbone, 'num_extra_tokens', 1))
-    return tokens[:, 0], tokens[:, n:]
-
-
-def normalize_images(imgs: torch.Tensor, mean, std, bgr_to_rgb: bool = False) -> torch.Tensor:
-    """``(B, 3, H, W)`` uint8/float images (0-255) -> normalised float32, optionally BGR -> RGB first."""
-    x = imgs.float()
-    if bgr_to_rgb:
-        x = x.flip(1)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
