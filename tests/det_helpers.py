@@ -47,3 +47,35 @@ def write_coco(root, n_train=4, n_val=2, size=128, seed=0):
         (root / 'annotations' / f'instances_{split}.json').write_text(
             json.dumps(dict(images=images, annotations=anns, categories=cats)))
     return str(root)
+
+
+# Every place a detection config states its input scale (the fixed frame and the pipelines that produce it).
+INPUT_SCALE_KEYS = (
+    'model.data_preprocessor.batch_augments[BatchFixedSizePad].size',
+    'model.backbone.img_size',
+    'train_pipeline[RandomResize].scale', 'train_pipeline[RandomCrop].crop_size',
+    'test_pipeline[Resize].scale', 'test_pipeline[Pad].size',
+)
+
+
+def set_input_scale(cfg, size):
+    """Set a detection config's input scale to ``size`` x ``size`` everywhere it is stated
+    (:data:`INPUT_SCALE_KEYS`, in the train/val/test dataloaders' pipelines too); returns ``cfg``."""
+    frame = (size, size)
+    for aug in cfg.model.data_preprocessor.get('batch_augments') or []:
+        if aug['type'] == 'BatchFixedSizePad':
+            aug['size'] = frame
+    cfg.model.backbone.img_size = size
+    pipelines = [cfg.get('train_pipeline'), cfg.get('test_pipeline')]
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader) is not None:
+            pipelines.append(cfg[loader].dataset.get('pipeline'))
+    for pipeline in pipelines:
+        for t in pipeline or []:
+            if t['type'] in ('RandomResize', 'Resize'):
+                t['scale'] = frame
+            elif t['type'] == 'RandomCrop':
+                t['crop_size'] = frame
+            elif t['type'] == 'Pad' and 'size' in t:
+                t['size'] = frame
+    return cfg

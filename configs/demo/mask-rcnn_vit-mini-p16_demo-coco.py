@@ -7,11 +7,12 @@ image_size = (256, 256)
 max_iters = 600
 ch = 64
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
-                  window_size=8, global_attn_indexes=(2, 5), pos_field=dict(field_size=16), drop_path_rate=0.1,
+    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+    backbone=dict(arch='ViT-mini', window_size=8, global_attn_indexes=(2, 5), img_size=image_size[0],
+                  pos_field=dict(field_size=16), drop_path_rate=0.1,  # 16: also for the random-init run
                   init_cfg=dict(_delete_=True, type='Pretrained',
                                 checkpoint='work_dirs/default_job/pretrain_posfield/backbone.pth')),
-    neck=dict(backbone_channel=192, in_channels=[48, 96, 192, 192], out_channels=ch),
+    neck=dict(backbone_channel=192, out_channels=ch),
     rpn_head=dict(in_channels=ch, feat_channels=ch),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=ch),
@@ -33,6 +34,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='Pad', size=image_size, pad_val=dict(img={{_base_.mean_bgr}})),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

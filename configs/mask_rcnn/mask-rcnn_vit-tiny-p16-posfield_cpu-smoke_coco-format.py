@@ -1,6 +1,7 @@
 # A tiny Mask R-CNN that trains and tests on the CPU in seconds per iteration, on any small COCO-format set:
 #   python tools/train.py THIS_CONFIG --cfg-options data_root=... (see the variables below)
-# The backbone matches configs/posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py's layout but with patch 16.
+# The backbone is the ViT-micro of configs/posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py with patch 16;
+# the input frame is image_size.
 _base_ = ['../_base_/det/mask-rcnn_vitdet-posfield.py', '../_base_/det/coco-instance_lsj-1024_12e.py']
 data_root = 'data/demo/coco/'
 classes = ('ellipse', 'rectangle', 'triangle')
@@ -9,9 +10,10 @@ max_iters = 4
 norm_cfg = dict(type='LN2d', requires_grad=True)
 ch = 32
 model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128), window_size=4,
-                  global_attn_indexes=(1, 3), pos_field=dict(field_size=8), drop_path_rate=0.0, init_cfg=None),
-    neck=dict(backbone_channel=64, in_channels=[16, 32, 64, 64], out_channels=ch),
+    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+    backbone=dict(arch='ViT-micro', window_size=4, global_attn_indexes=(1, ), img_size=image_size[0],
+                  pos_field=dict(field_size=8), drop_path_rate=0.0, init_cfg=None),
+    neck=dict(backbone_channel=64, out_channels=ch),
     rpn_head=dict(in_channels=ch, feat_channels=ch),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=ch),
@@ -34,6 +36,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='Pad', size=image_size, pad_val=dict(img={{_base_.mean_bgr}})),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
@@ -50,7 +53,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 optim_wrapper = dict(_delete_=True, type='OptimWrapper', constructor='ViTLayerDecayOptimWrapperConstructor',
-                     paramwise_cfg=dict(layer_decay_rate=0.7),
+                     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}},
                      optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.1))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),

@@ -131,3 +131,12 @@ def test_every_tool_explains_itself(load_tool, name, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert 'config' in text and 'checkpoint' in text and '--out-dir' in text and '--key' in text
+
+
+@pytest.mark.parametrize('name,extra', [('attention_maps', ['--images', 'x.jpg']),
+                                        ('attention_stats', ['--images', 'x.jpg']),
+                                        ('knn_linear_probe', ['--data-root', 'x'])])
+def test_tools_place_images_at_the_mean_placement_by_default(load_tool, name, extra):
+    tool = load_tool(name)
+    assert tool.parse_args(['c.py', 'k.pth'] + extra).placement == 'mean'
+    assert tool.parse_args(['c.py', 'k.pth', '--placement', 'whole'] + extra).placement == 'whole'

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from projects.posfield.evaluation.attention_stats import (attention_distance, cls_attention_features, cluster_nmi,
+from projects.analysis.attention_stats import (attention_distance, cls_attention_features, cluster_nmi,
                                                           entropy, kmeans, masks_to_patch_labels, nmi,
                                                           patch_centres)
 

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from projects.posfield.evaluation import AttentionRecorder, encode, load_backbone
+from projects.analysis.attention_recorder import AttentionRecorder
+from projects.analysis.encoding import encode
+from projects.posfield.evaluation import load_backbone
 from projects.posfield.evaluation.backbone_loader import CheckpointMismatchError, canvas_box_for
 
 

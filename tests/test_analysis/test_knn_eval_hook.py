@@ -42,3 +42,18 @@ def test_knn_eval_hook_rejects_bad_arguments(labelled_dir):
         KNNEvalHook(train_dataset=dict(type='CustomDataset', data_root='x'), val_dataset='folder')
     with pytest.raises(ValueError, match='feature must be one of'):
         KNNEvalHook(**{k: v for k, v in _hook_cfg(labelled_dir, feature='pooled').items() if k != 'type'})
+
+
+def test_knn_eval_hook_places_images_at_the_mean_placement_by_default(labelled_dir):
+    """Beta(2, 5) -> a centred window of side 2/7: near the training statistics, not the whole canvas."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(TINY_PRETRAIN)
+    args = {k: v for k, v in _hook_cfg(labelled_dir).items() if k != 'type'}
+    s = 2 / 7
+    assert KNNEvalHook(**args).canvas_box(cfg) == pytest.approx(((1 - s) / 2, (1 - s) / 2, (1 + s) / 2, (1 + s) / 2))
+    assert KNNEvalHook(**args, placement='whole').canvas_box(cfg) is None
+    assert KNNEvalHook(**args, box=(0.1, 0.2, 0.5, 0.6)).canvas_box(cfg) == (0.1, 0.2, 0.5, 0.6)
+    cfg.model.data_preprocessor['placement'] = dict(mode='uniform', scale_range=(0.2, 0.6))  # an ablation's
+    assert KNNEvalHook(**args).canvas_box(cfg) == pytest.approx((0.3, 0.3, 0.7, 0.7))
+    with pytest.raises(ValueError, match="placement must be 'mean' or 'whole'"):
+        KNNEvalHook(**args, placement='centre')

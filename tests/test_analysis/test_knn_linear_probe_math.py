@@ -2,7 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from projects.posfield.evaluation import knn_classify, knn_scores, topk_accuracy, train_linear_probe
+from projects.analysis.knn import knn_classify, knn_scores, topk_accuracy
+from projects.analysis.linear_probe import train_linear_probe
 
 
 def test_knn_on_one_hot_class_features_is_perfect():

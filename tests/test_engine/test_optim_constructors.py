@@ -34,22 +34,63 @@ def test_pretrain_constructor_lr_and_weight_decay():
     assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == pytest.approx(0.04)
 
 
-def test_detector_layer_decay_constructor():
+DET_SMOKE = 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py'
+
+
+def _det_model_and_optim(paramwise):
     from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
     import projects.posfield.det  # noqa: F401
     init_default_scope('mmdet')
-    cfg = Config.fromfile('configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
+    cfg = Config.fromfile(DET_SMOKE)
     model = MODELS.build(cfg.model)
     optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type='ViTLayerDecayOptimWrapperConstructor', paramwise_cfg=dict(layer_decay_rate=0.7),
+        type='ViTLayerDecayOptimWrapperConstructor', paramwise_cfg=paramwise,
         optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.1))))(model)
-    lr_of = {id(p): g['lr'] for g in optim.optimizer.param_groups for p in g['params']}
-    wd_of = {id(p): g['weight_decay'] for g in optim.optimizer.param_groups for p in g['params']}
+    return cfg, model, optim.optimizer
+
+
+def test_detector_layer_decay_constructor():
+    paramwise = Config.fromfile(DET_SMOKE).optim_wrapper.paramwise_cfg  # the detection configs' own settings
+    assert paramwise.layer_decay_rate == 0.7
+    _, model, optim = _det_model_and_optim(paramwise)
+    lr_of = {id(p): g['lr'] for g in optim.param_groups for p in g['params']}
+    wd_of = {id(p): g['weight_decay'] for g in optim.param_groups for p in g['params']}
     bb = model.backbone
-    assert lr_of[id(bb.layers[3].attn.qkv.weight)] == pytest.approx(0.7 ** 1)  # 4 blocks: depth 4 of 0..5
-    assert lr_of[id(bb.patch_embed.projection.weight)] == pytest.approx(0.7 ** 5)
+    assert lr_of[id(bb.layers[1].attn.qkv.weight)] == pytest.approx(0.7 ** 1)  # 2 blocks: depth 2 of 0..3
+    assert lr_of[id(bb.layers[0].attn.rel_pos_h)] == pytest.approx(0.7 ** 2)
+    assert lr_of[id(bb.patch_embed.projection.weight)] == pytest.approx(0.7 ** 3)
     assert lr_of[id(model.rpn_head.rpn_cls.weight)] == pytest.approx(1.0)
     assert wd_of[id(bb.pos_field.field)] == 0.0 and wd_of[id(bb.layers[0].ln1.weight)] == 0.0
     assert wd_of[id(bb.layers[0].attn.qkv.weight)] == pytest.approx(0.1)
-    assert sum(len(g['params']) for g in optim.optimizer.param_groups) == sum(
+    assert sum(len(g['params']) for g in optim.param_groups) == sum(
         1 for p in model.parameters() if p.requires_grad)
+
+
+def test_one_constructor_gives_both_packages_the_same_scales():
+    """Pre-training (mmpretrain) and detection (mmdet) use one class: same lr scale and weight decay for every
+    backbone parameter the two models share, given the same paramwise_cfg."""
+    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET
+    from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS as PRE
+    from projects.posfield.engine.layer_decay import ViTLayerDecayOptimWrapperConstructor
+    import projects.posfield.det  # noqa: F401
+    assert DET.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
+    assert PRE.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
+    assert PRE.get('PosFieldOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
+    paramwise = dict(layer_decay_rate=0.6, patch_embed_lr_mult=0.2, flat_decay_mult=0.0,
+                     custom_keys={'.pos_field.': dict(decay_mult=0.0)})
+    _, det_model, det_optim = _det_model_and_optim(paramwise)
+    init_default_scope('mmpretrain')
+    pre_model = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
+    pre_optim = PRE.build(dict(type='ViTLayerDecayOptimWrapperConstructor', paramwise_cfg=paramwise,
+                               optim_wrapper_cfg=dict(type='OptimWrapper',
+                                                      optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.1))))(
+        pre_model).optimizer
+    det_groups, pre_groups = _groups_by_name(det_optim), _groups_by_name(pre_optim)
+    shared = sorted(n for n in det_groups if n.startswith('backbone.') and n in pre_groups)
+    assert len(pre_model.backbone.layers) == len(det_model.backbone.layers) == 2
+    assert 'backbone.layers.1.ffn.layers.1.weight' in shared and 'backbone.pos_field.field' in shared
+    assert 'backbone.patch_embed.projection.weight' in shared and 'backbone.ln1.weight' in shared
+    for name in shared:
+        assert det_groups[name]['lr_scale'] == pytest.approx(pre_groups[name]['lr_scale']), name
+        assert det_groups[name]['weight_decay'] == pytest.approx(pre_groups[name]['weight_decay']), name
+    assert det_groups['backbone.patch_embed.projection.weight']['lr_scale'] == pytest.approx(0.6 ** 3 * 0.2)

@@ -45,9 +45,9 @@ def parse_args(argv=None):
     p.add_argument('--query-patch', type=int, nargs=2, action='append', metavar=('ROW', 'COL'),
                    help='patch (row, col) on the patch grid whose attention is drawn; repeatable '
                         '(default: the centre patch)')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='whole',
-                   help='canvas window of the image for position-field backbones: the whole canvas (as the '
-                        'detector by default) or the mean pre-training placement')
+    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
+                   help='canvas window of the image for position-field backbones: the mean pre-training placement '
+                        '(default, near the training statistics) or the whole canvas (as the detector)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--out-dir', default='work_dirs/analysis/attention_maps', help='where PNG/JSON/NPZ files go')
     args = p.parse_args(argv)
@@ -81,9 +81,10 @@ def run_model(model, images, args, queries):
     """Maps of one model for every image: dict(cls (n_img, H, h, w), query (n_img, Q, h, w), grid)."""
     from tqdm import tqdm
 
-    from projects.posfield.evaluation import AttentionRecorder, encode
+    from projects.analysis.attention_recorder import AttentionRecorder
+    from projects.analysis.encoding import encode
+    from projects.analysis.visual import load_rgb, to_input
     from projects.posfield.evaluation.backbone_loader import canvas_box_for
-    from projects.posfield.evaluation.visual import load_rgb, to_input
     size = _input_size(args, model)
     h, w = size[0] // model.patch_size, size[1] // model.patch_size
     for r, c in queries:
@@ -106,7 +107,7 @@ def run_model(model, images, args, queries):
 
 
 def draw(path, img_idx, results, labels, patch_sizes):
-    from projects.posfield.evaluation.visual import overlay, pyplot, save_figure
+    from projects.analysis.visual import overlay, pyplot, save_figure
     plt = pyplot()
     heads = max(r['cls'].shape[1] for r in results)
     cols = 2 + heads + len(results[0]['queries'])
@@ -137,7 +138,7 @@ def draw(path, img_idx, results, labels, patch_sizes):
 def main(argv=None):
     args = parse_args(argv)
     from projects.posfield.evaluation import load_backbone
-    from projects.posfield.evaluation.visual import list_images
+    from projects.analysis.visual import list_images
     images = list_images(args.images, args.max_images)
     specs = [(args.config, args.checkpoint, args.key)]
     if args.config2:

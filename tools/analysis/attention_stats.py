@@ -57,8 +57,9 @@ def parse_args(argv=None):
     p.add_argument('--k', type=int, default=0, help='clusters per image; 0 = the number of ground-truth segments')
     p.add_argument('--skip-distance', action='store_true', help='only compute NMI')
     p.add_argument('--num-examples', type=int, default=4, help='images drawn in nmi_examples.png')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='whole',
-                   help='canvas window of the image for position-field backbones')
+    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
+                   help='canvas window of the image for position-field backbones: the mean pre-training '
+                        'placement (default) or the whole canvas (as the detector)')
     p.add_argument('--seed', type=int, default=0, help='k-means seed')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--out-dir', default='work_dirs/analysis/attention_stats', help='where PNG/JSON files go')
@@ -103,10 +104,12 @@ def measure(model, items, args, want_nmi, want_dist):
     """Distances (L, H) and per-image NMI records of one model."""
     from tqdm import tqdm
 
-    from projects.posfield.evaluation import (AttentionRecorder, attention_distance, cls_attention_features,
-                                              cluster_nmi, encode, masks_to_patch_labels)
+    from projects.analysis.attention_recorder import AttentionRecorder
+    from projects.analysis.attention_stats import (attention_distance, cls_attention_features, cluster_nmi,
+                                                   masks_to_patch_labels)
+    from projects.analysis.encoding import encode
+    from projects.analysis.visual import load_rgb, to_input
     from projects.posfield.evaluation.backbone_loader import canvas_box_for
-    from projects.posfield.evaluation.visual import load_rgb, to_input
     size = args.img_size or model.img_size
     if size % model.patch_size:
         raise ValueError(f'--img-size {size} is not a multiple of the patch size {model.patch_size}')
@@ -148,7 +151,7 @@ def measure(model, items, args, want_nmi, want_dist):
 
 
 def plot_distance(path, results):
-    from projects.posfield.evaluation.visual import pyplot, save_figure
+    from projects.analysis.visual import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
@@ -170,7 +173,7 @@ def plot_distance(path, results):
 
 
 def plot_nmi(path, results):
-    from projects.posfield.evaluation.visual import pyplot, save_figure
+    from projects.analysis.visual import pyplot, save_figure
     plt = pyplot()
     labels = list(results)
     means = [results[k]['nmi']['mean'] for k in labels]
@@ -187,7 +190,7 @@ def plot_nmi(path, results):
 
 
 def plot_examples(path, records_by_model, num):
-    from projects.posfield.evaluation.visual import pyplot, save_figure
+    from projects.analysis.visual import pyplot, save_figure
     plt = pyplot()
     labels = list(records_by_model)
     first = [r for r in records_by_model[labels[0]] if r['nmi'] is not None and '_img' in r][:num]
@@ -211,7 +214,7 @@ def plot_examples(path, records_by_model, num):
 def main(argv=None):
     args = parse_args(argv)
     from projects.posfield.evaluation import load_backbone
-    from projects.posfield.evaluation.visual import list_images
+    from projects.analysis.visual import list_images
     if args.ann_file:
         items = coco_items(args.ann_file, args.img_dir, args.max_images)
     else:

@@ -55,8 +55,9 @@ def parse_args(argv=None):
                    help='learning rates tried in parallel; chosen on a hold-out part of the training set')
     p.add_argument('--linear-batch-size', type=int, default=256)
     p.add_argument('--linear-holdout', type=float, default=0.1, help='fraction of training features held out')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='whole',
-                   help='canvas window of the image for position-field backbones')
+    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
+                   help='canvas window of the image for position-field backbones: the mean pre-training '
+                        'placement (default) or the whole canvas (as the detector)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out-dir', default='work_dirs/analysis/knn_linear_probe', help='where PNG/JSON files go')
@@ -70,7 +71,7 @@ def parse_args(argv=None):
 
 
 def dataset_cfgs(args):
-    from projects.posfield.evaluation import labelled_dataset_cfg
+    from projects.analysis.features import labelled_dataset_cfg
     if args.dataset_type == 'ImageNet':
         return tuple(labelled_dataset_cfg('ImageNet', args.data_root, s, args.img_size) for s in ('train', 'val'))
     train = args.train_dir or osp.join(args.data_root, 'train')
@@ -83,7 +84,7 @@ def dataset_cfgs(args):
 
 
 def plot(path, results):
-    from projects.posfield.evaluation.visual import pyplot, save_figure
+    from projects.analysis.visual import pyplot, save_figure
     plt = pyplot()
     ks = sorted(int(k) for k in results['knn'])
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -103,11 +104,11 @@ def plot(path, results):
 
 def main(argv=None):
     args = parse_args(argv)
-    from projects.posfield.evaluation import (build_labelled_dataset, build_loader, extract_features,
-                                              feature_variant, knn_scores, load_backbone, topk_accuracy,
-                                              train_linear_probe)
-    from projects.posfield.evaluation.backbone_loader import canvas_box_for
-    from projects.posfield.evaluation.features import num_classes_of, subset_per_class
+    from projects.analysis.features import (build_labelled_dataset, build_loader, extract_features,
+                                            feature_variant, num_classes_of, subset_per_class)
+    from projects.analysis.knn import knn_scores, topk_accuracy
+    from projects.analysis.linear_probe import train_linear_probe
+    from projects.posfield.evaluation.backbone_loader import canvas_box_for, load_backbone
     train_cfg, val_cfg = dataset_cfgs(args)
     train_set = build_labelled_dataset(train_cfg, args.img_size)
     val_set = build_labelled_dataset(val_cfg, args.img_size)

@@ -125,7 +125,7 @@ def similarity_profile(grid: torch.Tensor, bins: int = 12):
 def main(argv=None):
     args = parse_args(argv)
     from projects.posfield.evaluation import load_backbone
-    from projects.posfield.evaluation.visual import pca_fit, pca_rgb, pyplot, save_figure
+    from projects.analysis.visual import pca_fit, pca_rgb, pyplot, save_figure
     from projects.posfield.evaluation.backbone_loader import UNUSED_IN_ANALYSIS
     # Only positions are drawn: a detector backbone file without the [CLS] token is fine here.
     model = load_backbone(args.config, args.checkpoint, args.key, 'cpu',

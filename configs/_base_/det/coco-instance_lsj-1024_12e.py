@@ -17,10 +17,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# Test images are padded to the model's fixed frame (training batches: the model's BatchFixedSizePad) with the
+# mean colour (BGR, as loaded), which is what BatchFixedSizePad's 0 after normalisation is.
+mean_bgr = (104, 116, 124)
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
+    dict(type='Pad', size=image_size, pad_val=dict(img=mean_bgr)),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
@@ -50,7 +53,9 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     constructor='ViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.7),
+    # no weight decay on 1-D parameters (norms, biases, layer scales) nor on the positions (ViTDet / MAE recipe)
+    paramwise_cfg=dict(layer_decay_rate=0.7, flat_decay_mult=0.0,
+                       custom_keys={'.pos_field.': dict(decay_mult=0.0), '.pos_embed': dict(decay_mult=0.0)}),
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
 )
 param_scheduler = [

@@ -1,4 +1,5 @@
 from .ddp_wrapper import SSLDistributedDataParallel
+from .layer_decay import ViTLayerDecayOptimWrapperConstructor
 from .optim_constructor import PosFieldOptimWrapperConstructor
 
-__all__ = ['SSLDistributedDataParallel', 'PosFieldOptimWrapperConstructor']
+__all__ = ['SSLDistributedDataParallel', 'ViTLayerDecayOptimWrapperConstructor', 'PosFieldOptimWrapperConstructor']

@@ -18,12 +18,11 @@ import torch.nn as nn
 
 import projects.common  # noqa: F401  (mmengine checkpoints load under torch >= 2.6 weights_only)
 
+from projects.analysis.encoding import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images  # noqa: F401
 from ..models.utils.backbone_checkpoint import CheckpointMismatchError, load_backbone_weights  # noqa: F401
 
 # Pre-training-only tokens no analysis uses: a checkpoint may lack them.
 UNUSED_IN_ANALYSIS = ('mask_token', 'pos_mask_token')
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 @dataclass
@@ -130,52 +129,16 @@ def _find_transform(node, type_name: str):
 
 
 def canvas_box_for(cfg, placement: str = 'whole') -> Optional[Tuple[float, float, float, float]]:
-    """Canvas window of an un-cropped image, as the detector places it: ``'whole'`` (None: the whole
-    canvas) or ``'mean'`` (the mean pre-training placement of the config's ``PosFieldMultiCrop``, Beta(2, 5)
-    when the config has none)."""
+    """Canvas window of an un-cropped image: ``'whole'`` (None: the whole canvas, as the detector places its
+    input) or ``'mean'`` (the mean pre-training placement of the config: ``model.data_preprocessor.placement``
+    or the ``PosFieldMultiCrop`` transform's, Beta(2, 5) when the config states none)."""
     if placement == 'whole':
         return None
     if placement != 'mean':
         raise ValueError(f"placement must be 'whole' or 'mean', got {placement!r}")
     from projects.posfield.models.utils.pos_field import mean_placement
+    pre = ((cfg.get('model') or {}).get('data_preprocessor') or {}) if cfg is not None else {}
     crop = _find_transform(cfg.get('train_dataloader') if cfg is not None else None, 'PosFieldMultiCrop')
-    place_cfg = dict((crop or {}).get('placement') or dict(mode='beta', beta=(2.0, 5.0)))
+    place_cfg = dict(pre.get('placement') or (crop or {}).get('placement') or dict(mode='beta', beta=(2.0, 5.0)))
     p = mean_placement(**place_cfg)
     return (p.ox, p.oy, p.ox + p.s, p.oy + p.s)
-
-
-def canvas_boxes(batch: int, box: Optional[Tuple[float, float, float, float]], device) -> Optional[torch.Tensor]:
-    if box is None:
-        return None
-    return torch.tensor([list(box)], dtype=torch.float32, device=device).expand(batch, 4)
-
-
-@torch.no_grad()
-def encode(backbone: nn.Module, x: torch.Tensor,
-           box: Optional[Tuple[float, float, float, float]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Final-normed ``(cls (B, D), patches (B, N, D))`` of a batch.
-
-    ``box``: the canvas window ``(x0, y0, x1, y1)`` the images occupy in a position-field backbone (None: the
-    whole canvas). A plain mmpretrain ViT ignores it.
-    """
-    if hasattr(backbone, 'forward_tokens'):
-        return backbone.forward_tokens(x, boxes=canvas_boxes(x.shape[0], box, x.device))
-    # Plain mmpretrain VisionTransformer: ask this instance (not the class) for the raw last-block tokens.
-    saved = backbone.out_type, backbone.out_indices
-    backbone.out_type, backbone.out_indices = 'raw', [len(backbone.layers) - 1]
-    try:
-        tokens = backbone(x)[-1]
-    finally:
-        backbone.out_type, backbone.out_indices = saved
-    n = int(getattr(backbone, 'num_extra_tokens', 1))
-    return tokens[:, 0], tokens[:, n:]
-
-
-def normalize_images(imgs: torch.Tensor, mean, std, bgr_to_rgb: bool = False) -> torch.Tensor:
-    """``(B, 3, H, W)`` uint8/float images (0-255) -> normalised float32, optionally BGR -> RGB first."""
-    x = imgs.float()
-    if bgr_to_rgb:
-        x = x.flip(1)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s

@@ -8,11 +8,12 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from .backbone_loader import IMAGENET_MEAN, IMAGENET_STD
-from .features import build_labelled_dataset, build_loader, extract_features, feature_variant, num_classes_of, \
-    subset_per_class
-from .knn import knn_classify
-from .linear_probe import train_linear_probe
+from projects.analysis.encoding import IMAGENET_MEAN, IMAGENET_STD
+from projects.analysis.features import (build_labelled_dataset, build_loader, extract_features, feature_variant,
+                                        num_classes_of, subset_per_class)
+from projects.analysis.knn import knn_classify
+from projects.analysis.linear_probe import train_linear_probe
+from .backbone_loader import canvas_box_for
 
 
 @HOOKS.register_module()
@@ -34,7 +35,11 @@ class KNNEvalHook(Hook):
         feature: ``'cls'``, ``'avgpool'`` or ``'cls_avgpool'``.
         max_per_class: cap on training samples per class (a quicker, noisier estimate).
         mean, std, bgr_to_rgb: image normalisation; None takes the model's data preprocessor.
-        box: canvas window of the images for position-field backbones (None: the whole canvas).
+        placement: where the (un-cropped) evaluation images sit on a position-field backbone's canvas:
+            ``'mean'`` (default: the mean pre-training placement of the config's ``PosFieldMultiCrop``, Beta(2, 5)
+            -> a centred window of side 2/7, near what the backbone saw in training) or ``'whole'`` (the whole
+            canvas, as the detector places its input). Other backbones ignore it.
+        box: an explicit canvas window ``(x0, y0, x1, y1)`` instead of ``placement``.
         at_end: also evaluate after the last iteration.
     """
 
@@ -45,8 +50,8 @@ class KNNEvalHook(Hook):
                  img_size: int = 224, batch_size: int = 64, num_workers: int = 2,
                  max_per_class: Optional[int] = None, linear_probe: bool = False, linear_probe_epochs: int = 50,
                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 bgr_to_rgb: Optional[bool] = None, box: Optional[Tuple[float, float, float, float]] = None,
-                 at_end: bool = True, prefix: str = 'knn'):
+                 bgr_to_rgb: Optional[bool] = None, placement: str = 'mean',
+                 box: Optional[Tuple[float, float, float, float]] = None, at_end: bool = True, prefix: str = 'knn'):
         if key not in ('teacher', 'student'):
             raise ValueError(f"KNNEvalHook key must be 'teacher' or 'student', got {key!r}")
         if interval < 1:
@@ -55,6 +60,9 @@ class KNNEvalHook(Hook):
             if not isinstance(ds, dict) or 'type' not in ds:
                 raise ValueError(f'KNNEvalHook {name} must be a dataset config dict with a `type`, got {ds!r}')
         feature_variant({'cls': torch.zeros(1, 1), 'avgpool': torch.zeros(1, 1)}, feature)  # validates the name
+        if placement not in ('mean', 'whole'):
+            raise ValueError(f"KNNEvalHook placement must be 'mean' or 'whole', got {placement!r}")
+        self.placement = placement
         self.train_dataset, self.val_dataset = dict(train_dataset), dict(val_dataset)
         self.interval, self.by_epoch, self.key = interval, by_epoch, key
         self.k, self.temperature, self.feature = k, temperature, feature
@@ -98,6 +106,10 @@ class KNNEvalHook(Hook):
         bgr = self.bgr_to_rgb if self.bgr_to_rgb is not None else bool(getattr(pre, '_channel_conversion', True))
         return mean, std, bgr
 
+    def canvas_box(self, cfg) -> Optional[Tuple[float, float, float, float]]:
+        """The canvas window of the evaluation images for the training config ``cfg`` (None: whole canvas)."""
+        return tuple(self.box) if self.box is not None else canvas_box_for(cfg, self.placement)
+
     def evaluate(self, runner, step: Optional[int] = None) -> Optional[dict]:
         """Run the evaluation now (``step``: completed training iterations, logged with the metrics);
         returns the metrics on the main process (None elsewhere)."""
@@ -107,7 +119,7 @@ class KNNEvalHook(Hook):
             backbone, model = self._backbone(runner)
             mean, std, bgr = self._normalisation(model)
             train_loader, val_loader = self._build_loaders()
-            kw = dict(mean=mean, std=std, bgr_to_rgb=bgr, box=self.box, progress=False)
+            kw = dict(mean=mean, std=std, bgr_to_rgb=bgr, box=self.canvas_box(runner.cfg), progress=False)
             tr = extract_features(backbone, train_loader, **kw)
             va = extract_features(backbone, val_loader, **kw)
             xt, xv = feature_variant(tr, self.feature), feature_variant(va, self.feature)

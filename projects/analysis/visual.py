@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backbone_loader import normalize_images
+from .encoding import normalize_images
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from .backbone_loader import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images
+from .encoding import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images
 
 FEATURES = ('cls', 'avgpool', 'cls_avgpool')
 
