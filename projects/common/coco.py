@@ -26,6 +26,8 @@ def coco_from_dict(dataset: dict, _path: Optional[str] = None) -> COCO:
     coco = COCO()
     coco.dataset = dataset
     coco.createIndex()
+    # mmdet's COCO aliases these to pycocotools' indexes in __init__, before any index exists
+    coco.img_ann_map, coco.cat_img_map = coco.imgToAnns, coco.catToImgs
     return coco
 
 
