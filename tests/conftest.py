@@ -7,3 +7,18 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import projects.common  # noqa: E402,F401  (torch>=2.6 checkpoint loading, atomic writes)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Each test starts with the registry default scope the previous one found: a test that calls
+    ``init_default_scope('mmdet')`` must not make the next test build mmpretrain models in mmdet's registry
+    (tests pass alone and in any order)."""
+    from mmengine.registry import DefaultScope
+    saved = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

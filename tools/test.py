@@ -16,9 +16,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from projects.common.backbone_loader import check_checkpoint_fits_model  # noqa: E402
 from projects.common.checkpoint import atomic_write_bytes  # noqa: E402
-from projects.common.runner_setup import (adapt_to_device, build_runner,  # noqa: E402
-                                          clear_config_errors, load_config)
+from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
+                                          exit_on_bad_input, load_config)
 
 
 class _DictAction(argparse.Action):
@@ -86,6 +87,11 @@ def main(argv=None):
         raise KeyError(f'{args.config}: no test_dataloader / test_evaluator in the config; nothing to test')
     adapt_to_device(cfg)
     runner = build_runner(cfg, args.config)
+    # mmengine loads non-strictly and only warns: a pre-training checkpoint or a detector of another width
+    # would be evaluated as a partly random model. Refuse, naming the keys.
+    from mmengine.model import is_model_wrapper
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    check_checkpoint_fits_model(model, args.checkpoint)
     with clear_config_errors(cfg, args.config):
         metrics = runner.test()
     from mmengine.dist import is_main_process
@@ -98,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_bad_input(main)

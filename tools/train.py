@@ -15,8 +15,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.common.runner_setup import (adapt_to_device, build_runner,  # noqa: E402
-                                          clear_config_errors, load_config)
+from projects.common.checkpoint import remove_stale_temporaries  # noqa: E402
+from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
+                                          exit_on_bad_input, is_rank_zero, load_config)
 
 
 def parse_args(argv=None):
@@ -93,6 +94,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
+    if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind
+        for path in remove_stale_temporaries(cfg.work_dir) if osp.isdir(cfg.work_dir) else []:
+            print(f'removed the stale temporary file {path} (a checkpoint write that was interrupted)')
     adapt_to_device(cfg)
     runner = build_runner(cfg, args.config)
     with clear_config_errors(cfg, args.config):  # datasets and hooks are built lazily, in train()
@@ -100,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_bad_input(main)

@@ -9,6 +9,7 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    non_finite_loss=dict(type='NonFiniteLossHook'),  # stop at a NaN/Inf loss (projects/common/hooks.py)
     # `tools/test.py CONFIG CKPT --show-dir DIR` switches it on
     visualization=dict(type='VisualizationHook', enable=False),
 )

@@ -1,5 +1,6 @@
 # A tiny Mask R-CNN that trains and tests on the CPU in seconds per iteration, on any small COCO-format set:
-#   python tools/train.py THIS_CONFIG --cfg-options data_root=... (see the variables below)
+#   python tools/train.py THIS_CONFIG --cfg-options train_dataloader.dataset.data_root=D/ \
+#       val_dataloader.dataset.data_root=D/ val_evaluator.ann_file=D/annotations/instances_val.json
 # The backbone is the ViT-micro of configs/posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py with patch 16;
 # the input frame is image_size.
 _base_ = ['../_base_/det/mask-rcnn_vitdet-posfield.py', '../_base_/det/coco-instance_lsj-1024_12e.py']

@@ -1,6 +1,6 @@
 """Checkpoint compatibility and safety.
 
-Decision (issue 2): torch >= 2.6 loads with ``weights_only=True``; mmengine 0.10.7 checkpoints hold a few
+torch >= 2.6 loads with ``weights_only=True``; mmengine 0.10.7 checkpoints hold a few
 non-tensor objects in ``message_hub`` and ``meta`` (``HistoryBuffer``, numpy scalars, arrays and dtypes), so
 ``--resume`` fails with ``UnpicklingError``. Rather than switching ``weights_only`` off for every load
 (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which also trusts arbitrary pickles), we allow exactly the
@@ -8,31 +8,73 @@ classes mmengine writes, via ``torch.serialization.add_safe_globals``. ``tests/t
 runner checkpoint and loads it with ``weights_only=True``; if a future mmengine writes something new,
 that test names the class.
 
+Loading: :func:`load_checkpoint_file` is the one way the repository reads a ``.pth``; it is also registered as
+mmengine's loader for local paths, so ``load_from``, ``--resume`` and ``init_cfg`` go through it. It loads with
+``weights_only=True`` (an untrusted file never runs code), says "FILE is not a PyTorch checkpoint" for anything
+``torch.save`` did not write, and names the object a refused pickle asks for. ``builtins.getattr``, which
+mmengine's ``HistoryBuffer`` pickles its statistics methods with (``getattr(HistoryBuffer, 'min')``), is
+allowed only as :func:`history_buffer_getattr`: exactly those attributes of exactly that class.
+
 Writes: mmengine's ``LocalBackend.put`` opens the target with ``'wb'`` and writes in place, so a kill
 mid-write leaves a truncated ``epoch_N.pth``/``iter_N.pth`` that ``--resume auto`` then picks up.
 :class:`AtomicLocalBackend` writes to a temporary file in the same folder, fsyncs it and renames it
-over the target, so a checkpoint is either the old one or the complete new one.
+over the target, so a checkpoint is either the old one or the complete new one. The file gets the mode a
+plain ``open()`` would give it (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``. A kill between the
+two steps leaves ``.NAME.XXXX.tmp``; :func:`remove_stale_temporaries` deletes those when the next run starts.
 """
 from __future__ import annotations
 
+import glob
 import os
 import os.path as osp
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Union
+from typing import Any, List, Union
 
 import numpy as np
 import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
 
+from .errors import BadInputError
+
 _REGISTERED = False
+
+
+class CheckpointFileError(BadInputError, ValueError):
+    """A checkpoint file that cannot be loaded; the message names the file and the reason."""
+
+
+class NotACheckpointError(CheckpointFileError):
+    """The file was not written by ``torch.save`` (an image, a text file, a truncated download)."""
+
+
+class UnsafeCheckpointError(CheckpointFileError):
+    """The file's pickle asks for an object that loading a checkpoint must not create or call."""
+
+
+# The statistics methods HistoryBuffer pickles by name (mmengine 0.10: min, max, current, mean).
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+
+
+def history_buffer_getattr(obj: Any, name: str) -> Any:
+    """The only ``getattr`` a checkpoint may call: ``getattr(HistoryBuffer, 'min' | 'max' | 'current' | 'mean')``.
+
+    Registered for the pickled name ``builtins.getattr``; any other object or attribute is refused, so a pickle
+    cannot walk from an allowed class to its functions' ``__globals__`` or other attributes.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) is not '
+                                 'allowed in a checkpoint')
 
 
 def _safe_globals() -> list:
     from mmengine.logging.history_buffer import HistoryBuffer
-    # HistoryBuffer pickles its statistics methods as getattr(HistoryBuffer, 'min'). Allowing getattr is
-    # safe enough here: the weights_only unpickler still refuses to *call* anything not on this list.
-    classes = [HistoryBuffer, getattr, np.ndarray, np.dtype]
+    classes: List[Any] = [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr'), np.ndarray, np.dtype]
     try:  # numpy >= 2 moved the private module; the pickles name whichever numpy wrote them
         from numpy._core.multiarray import _reconstruct, scalar
         classes += [_reconstruct, scalar]
@@ -49,14 +91,87 @@ def _safe_globals() -> list:
     return classes
 
 
+def _describe_start(head: bytes) -> str:
+    if head.startswith(b'\xff\xd8\xff'):
+        return 'it is a JPEG image'
+    if head.startswith(b'\x89PNG'):
+        return 'it is a PNG image'
+    if head.startswith(b'\x1f\x8b'):
+        return 'it is gzip-compressed'
+    if not head:
+        return 'it is empty'
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return f'it starts with the bytes {head[:8]!r}'
+    return f'it is a text file starting {text[:20]!r}'
+
+
+_REFUSED = (re.compile(r'(getattr\([^)]*\)) is not allowed'), re.compile(r'GLOBAL ([\w.]+)'),
+            re.compile(r'unrecognized function ([^\s]+(?: [^\s]+)?)'))
+
+
+def load_checkpoint_file(path: Union[str, Path], map_location: Any = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and never run code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        NotACheckpointError: the file is not something ``torch.save`` wrote, or it is truncated.
+        UnsafeCheckpointError: the pickle asks for an object outside the allowlist (see module docstring).
+    """
+    register_checkpoint_safe_globals()
+    path = osp.expanduser(os.fspath(path))
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    with open(path, 'rb') as f:
+        head = f.read(32)
+    # torch.save writes a zip archive (torch >= 1.6) or, in the legacy format, a pickle (protocol >= 2: 0x80).
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
+        raise NotACheckpointError(f'{path} is not a PyTorch checkpoint ({_describe_start(head)}); expected a '
+                                  'file written by torch.save, e.g. a training checkpoint iter_N.pth')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = next((m.group(1) for pattern in _REFUSED for m in [pattern.search(text)] if m), None)
+        raise UnsafeCheckpointError(
+            f'{path}: refused to load: its pickle asks for {found or "an object"}, which a checkpoint may not '
+            'contain (only tensors, containers, numbers and the numpy / mmengine logging types mmengine '
+            'writes are allowed). Loading it could run code from the file, so it is not loaded; if you wrote '
+            'it yourself, save plain tensors and numbers instead.') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise NotACheckpointError(f'{path} is not a PyTorch checkpoint or is truncated '
+                                  f'({type(exc).__name__}: {str(exc).split(". ")[0]})') from None
+
+
+def _load_from_local(filename: str, map_location=None):
+    """mmengine's ``CheckpointLoader`` scheme for local paths, through :func:`load_checkpoint_file`."""
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
 def register_checkpoint_safe_globals() -> None:
     """Allow the non-tensor objects mmengine writes into checkpoints (idempotent)."""
     global _REGISTERED
     if _REGISTERED or not hasattr(torch.serialization, 'add_safe_globals'):
         return
+    _REGISTERED = True
     torch.serialization.add_safe_globals(_safe_globals())
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-    _REGISTERED = True
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local, force=True)
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide and racy with threads)
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
@@ -66,6 +181,7 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.tmp', dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
@@ -85,3 +201,22 @@ class AtomicLocalBackend(LocalBackend):
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         atomic_write_bytes(obj.encode(encoding), filepath)
+
+
+_TEMP_NAME = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp$')  # '.' + target name + '.' + mkstemp's 8 characters
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> List[str]:
+    """Delete the ``.NAME.XXXXXXXX.tmp`` files a killed :func:`atomic_write_bytes` left in ``folder``.
+
+    Call it when a run starts, before anything writes into ``folder``; returns the removed paths.
+    """
+    removed = []
+    for path in glob.glob(osp.join(glob.escape(os.fspath(folder)), '.*.tmp')):
+        if _TEMP_NAME.match(osp.basename(path)) and osp.isfile(path):
+            try:
+                os.remove(path)
+                removed.append(path)
+            except FileNotFoundError:  # removed meanwhile by another rank
+                pass
+    return removed

@@ -11,10 +11,12 @@ import difflib
 import re
 from typing import Any, Iterator, List, Optional, Tuple
 
+from .errors import BadInputError
+
 _MSG = re.compile(r"(?P<name>[\w.:]+) is not in the (?P<scope>[\w]+)::(?P<registry>[\w ]+?) registry")
 
 
-class UnknownTypeError(KeyError):
+class UnknownTypeError(BadInputError, KeyError):
     """A config names a type that is not registered."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it as written

@@ -11,19 +11,19 @@ from projects.posfield.datasets.transforms import LoadRGBImage, UnreadableImageE
 def test_formats(tmp_path):
     gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
     Image.fromarray(gray, 'L').save(tmp_path / 'g.png')
-    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'g.png')))
+    out = LoadRGBImage(min_size=None)(dict(img_path=str(tmp_path / 'g.png')))
     assert out['img'].shape == (8, 8, 3) and (out['img'][..., 0] == gray).all()
 
     rgba = np.zeros((4, 5, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 10  # red, nearly transparent
     Image.fromarray(rgba, 'RGBA').save(tmp_path / 'a.png')
-    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'a.png')))
+    out = LoadRGBImage(min_size=None)(dict(img_path=str(tmp_path / 'a.png')))
     assert out['img'].shape == (4, 5, 3) and (out['img'][..., 2] == 200).all()  # BGR: red is last
     assert out['img_shape'] == (4, 5)
 
     deep = np.array([[0, 65535], [32768, 257]], dtype=np.uint16)
     Image.fromarray(deep).save(tmp_path / 'd16.png')
-    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'd16.png')))
+    out = LoadRGBImage(min_size=None)(dict(img_path=str(tmp_path / 'd16.png')))
     assert out['img'].dtype == np.uint8
     assert out['img'][..., 0].tolist() == [[0, 255], [128, 1]]
 

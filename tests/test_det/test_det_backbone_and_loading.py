@@ -117,7 +117,7 @@ def test_extract_backbone_tool(tmp_path, capsys):
     spec.loader.exec_module(tool)
     out = tmp_path / 'bb.pth'
     kept = tool.main([path, str(out)])
-    assert 'cls_token' not in kept and 'pos_field.field' in kept
+    assert 'cls_token' in kept and 'pos_field.field' in kept  # complete: the analysis tools need [CLS]
     assert 'teacher' in capsys.readouterr().out
     saved = torch.load(out, weights_only=True)
     assert torch.equal(saved['state_dict']['ln1.weight'], model.teacher.module['backbone'].ln1.weight)

@@ -2,7 +2,7 @@
 # layer decay 0.7, AMP; 12 epochs at batch 64 = 22,100 iterations (118k images), warm-up 250 iterations,
 # lr x0.1 at ~89% and ~96% of training (method.md section 3).
 _base_ = ['mmdet::_base_/default_runtime.py']
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'  # mmdet's CocoDataset + annotation checks (projects/common/coco.py)
 data_root = 'data/coco/'
 image_size = (1024, 1024)
 max_iters = 22100
@@ -45,7 +45,7 @@ val_dataloader = dict(
                  data_prefix=dict(img='val2017/'), test_mode=True, pipeline=test_pipeline,
                  backend_args=backend_args))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
+val_evaluator = dict(type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json',
                      metric=['bbox', 'segm'], format_only=False, backend_args=backend_args)
 test_evaluator = val_evaluator
 
@@ -66,6 +66,7 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2000, max_keep_ckpts=3))
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2000, max_keep_ckpts=3),
+                     non_finite_loss=dict(type='NonFiniteLossHook'))  # stop at a NaN/Inf loss
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=64)

@@ -1,5 +1,6 @@
 """Image loading that never hands the model a silently wrong sample."""
-from typing import Optional
+import warnings
+from typing import Optional, Set
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -7,10 +8,18 @@ from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageFile, ImageOps
 
+from ..errors import BadInputError
+
 ON_ERROR = ('raise', 'skip')
+# PIL's own default limit (Image.MAX_IMAGE_PIXELS, about 9459 x 9459): larger files are usually decompression
+# bombs or scans that would exhaust a data-loader worker's memory.
+DEFAULT_MAX_PIXELS = 89_478_485
+# One ViT patch: a shorter side below this cannot give a view with any content of its own (a 1x1 image would
+# be trained on as a flat colour).
+DEFAULT_MIN_SIZE = 16
 
 
-class UnreadableImageError(OSError):
+class UnreadableImageError(BadInputError, OSError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
@@ -40,24 +49,52 @@ class LoadRGBImage(BaseTransform):
     converts to RGB).
 
     Grayscale is replicated to 3 channels, palette images are expanded, RGBA/LA lose their alpha,
-    16-bit images are scaled to 8 bits by the type's range, EXIF orientation is applied. Truncated,
-    unreadable or missing files, and images whose shorter side is below ``min_size``, raise
-    :class:`UnreadableImageError` naming the file; with ``on_error='skip'`` a warning naming the file is
-    logged and ``None`` is returned, which makes mmengine's dataset draw another sample.
+    16-bit images are scaled to 8 bits by the type's range, EXIF orientation is applied.
+
+    Args:
+        on_error: truncated, unreadable or missing files and images over ``max_pixels`` raise
+            :class:`UnreadableImageError` naming the file (``'raise'``), or are skipped with a warning naming
+            the file (``'skip'``: ``None`` is returned, which makes mmengine's dataset draw another sample).
+        min_size: images whose shorter side is below this many pixels are handled as ``on_error`` says
+            (the pre-training configs skip them with a warning); ``None`` or 0 keeps them.
+        max_pixels: images with more pixels (width x height, read from the header before decoding) are
+            handled as ``on_error`` says; ``None`` lifts the limit (PIL's own limit is replaced by this one).
+
+    Each file is warned about once per process (a skipped file is drawn again every epoch).
     """
 
-    def __init__(self, on_error: str = 'raise', min_size: Optional[int] = None):
+    def __init__(self, on_error: str = 'raise', min_size: Optional[int] = DEFAULT_MIN_SIZE,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         if on_error not in ON_ERROR:
-            raise ValueError(f'on_error must be one of {ON_ERROR}, got {on_error!r}')
+            raise ValueError(f'LoadRGBImage: on_error must be one of {ON_ERROR}, got {on_error!r}')
+        for name, value in (('min_size', min_size), ('max_pixels', max_pixels)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f'LoadRGBImage: {name} must be a non-negative int or None, got {value!r}')
         self.on_error = on_error
         self.min_size = min_size
+        self.max_pixels = max_pixels
+        self._warned: Set[str] = set()
 
     def _fail(self, path: str, reason: str):
         msg = f'cannot use image {path}: {reason}'
         if self.on_error == 'skip':
-            print_log(msg + ' (skipped; another sample is drawn)', logger='current', level=30)
+            if path not in self._warned:
+                self._warned.add(path)
+                print_log(msg + ' (skipped; another sample is drawn; not repeated for this file)',
+                          logger='current', level=30)
             return None
         raise UnreadableImageError(msg)
+
+    def _open(self, path: str) -> Image.Image:
+        """``Image.open`` with this transform's pixel limit instead of PIL's global one."""
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # data-loader workers are processes: no other thread sees this
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
     def transform(self, results: dict) -> Optional[dict]:
         path = results.get('img_path')
@@ -65,17 +102,23 @@ class LoadRGBImage(BaseTransform):
             raise KeyError("LoadRGBImage needs results['img_path']")
         ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey band
         try:
-            with Image.open(path) as img:
+            with self._open(path) as img:
+                w, h = img.size
+                if self.max_pixels is not None and w * h > self.max_pixels:
+                    return self._fail(path, f'{w}x{h} = {w * h} pixels is more than max_pixels={self.max_pixels} '
+                                      '(a decompression bomb or a huge scan; raise max_pixels to load it)')
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = _to_uint8_rgb(img)
         except FileNotFoundError:
             return self._fail(path, 'file not found')
+        except Image.DecompressionBombError as exc:  # not an OSError; only reachable if PIL's limit is used
+            return self._fail(path, f'too many pixels ({exc})')
         except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated / unknown format / corrupt
             return self._fail(path, f'unreadable ({type(exc).__name__}: {exc})')
         h, w = rgb.shape[:2]
-        if self.min_size is not None and min(h, w) < self.min_size:
-            return self._fail(path, f'{w}x{h} px is smaller than min_size={self.min_size}')
+        if self.min_size and min(h, w) < self.min_size:
+            return self._fail(path, f'{w}x{h} px is smaller than min_size={self.min_size} (shorter side)')
         img = np.ascontiguousarray(rgb[..., ::-1])
         results['img'] = img
         results['img_shape'] = (h, w)
@@ -83,4 +126,5 @@ class LoadRGBImage(BaseTransform):
         return results
 
     def __repr__(self):
-        return f'{self.__class__.__name__}(on_error={self.on_error!r}, min_size={self.min_size})'
+        return (f'{self.__class__.__name__}(on_error={self.on_error!r}, min_size={self.min_size}, '
+                f'max_pixels={self.max_pixels})')

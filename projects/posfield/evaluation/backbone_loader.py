@@ -5,6 +5,7 @@ Accepted checkpoints (an mmengine checkpoint's ``state_dict``, or a bare state d
   the default) or the student ``backbone.*`` (``key='student'``);
 * an mmpretrain model with a ``backbone.*`` (classifier, other self-supervised algorithm);
 * a backbone-only state dict (keys without prefix, e.g. from ``tools/model_converters/extract_backbone.py``).
+The loading and the coverage check are :mod:`projects.common.backbone_loader`'s (one loader for every package).
 Every backbone tensor must be covered and every selected tensor used, or :class:`CheckpointMismatchError`
 names the keys (a silently partial load would make every analysis meaningless).
 """
@@ -19,7 +20,7 @@ import torch.nn as nn
 import projects.common  # noqa: F401  (mmengine checkpoints load under torch >= 2.6 weights_only)
 
 from projects.analysis.encoding import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images  # noqa: F401
-from ..models.utils.backbone_checkpoint import CheckpointMismatchError, load_backbone_weights  # noqa: F401
+from projects.common.backbone_loader import CheckpointMismatchError, load_backbone_weights  # noqa: F401
 
 # Pre-training-only tokens no analysis uses: a checkpoint may lack them.
 UNUSED_IN_ANALYSIS = ('mask_token', 'pos_mask_token')
@@ -42,7 +43,7 @@ class LoadedBackbone:
         return int(getattr(self.backbone, 'num_extra_tokens', 1))
 
 
-def load_backbone_state(backbone: nn.Module, path: str, key: str = 'teacher',
+def load_backbone_state(backbone: nn.Module, path: str, key: Optional[str] = None,
                         allow_missing: Sequence[str] = UNUSED_IN_ANALYSIS) -> str:
     """Load ``path`` into ``backbone`` with a full coverage check (every selected tensor must be used too);
     returns a description of the source. See :func:`load_backbone_weights`."""
@@ -58,7 +59,8 @@ def _import_custom(cfg) -> None:
         import_modules_from_strings(**imports)
 
 
-def load_backbone(config, checkpoint: Optional[str], key: str = 'teacher', device: Union[str, torch.device] = 'cpu',
+def load_backbone(config, checkpoint: Optional[str], key: Optional[str] = None,
+                  device: Union[str, torch.device] = 'cpu',
                   cfg_options: Optional[dict] = None,
                   allow_missing: Sequence[str] = UNUSED_IN_ANALYSIS) -> LoadedBackbone:
     """Build ``config``'s backbone (``model.backbone``, mmpretrain ``MODELS``) and load ``checkpoint``.
@@ -66,7 +68,7 @@ def load_backbone(config, checkpoint: Optional[str], key: str = 'teacher', devic
     Args:
         config: a config path or an mmengine ``Config``; its ``custom_imports`` are imported first.
         checkpoint: a checkpoint path (see module docstring); None keeps the freshly initialised weights.
-        key: ``'teacher'`` (EMA teacher, default) or ``'student'``.
+        key: ``'teacher'`` (EMA teacher) or ``'student'``; None (default): the teacher when there is one.
         allow_missing: backbone tensors the checkpoint may lack (see :func:`load_backbone_state`).
     """
     from mmengine.config import Config

@@ -12,10 +12,12 @@ import os.path as osp
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Sequence
 
+from projects.common.errors import BadInputError
+
 INVALID_BOX_POLICIES = ('error', 'clip', 'skip')
 
 
-class VOCAnnotationError(ValueError):
+class VOCAnnotationError(BadInputError, ValueError):
     """A VOC XML file is malformed or holds a value outside what the format allows."""
 
 

@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform, Compose
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import TRANSFORMS
 
 
@@ -87,8 +88,12 @@ class PosFieldMultiCrop(BaseTransform):
         self.flip_prob = flip_prob
         global_transforms = DINO_GLOBAL_TRANSFORMS if global_transforms is None else global_transforms
         local_transforms = DINO_LOCAL_TRANSFORMS if local_transforms is None else local_transforms
-        self.global_pipelines = [Compose(list(t)) for t in global_transforms] or [Compose([])]
-        self.local_pipeline = Compose(list(local_transforms))
+        # mmcv's Compose (and RandomApply inside it) builds from the *default scope's* registry; built with no
+        # default scope (a bare transform, a test run alone) it would look in mmengine's root registry, which
+        # has none of mmpretrain's or this repository's transforms. The view pipelines are mmpretrain's.
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            self.global_pipelines = [Compose(list(t)) for t in global_transforms] or [Compose([])]
+            self.local_pipeline = Compose(list(local_transforms))
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
     def _generator(self) -> np.random.Generator:

@@ -1,0 +1,248 @@
+"""Loading pre-trained backbone weights with a coverage check (never a silent partial load).
+
+One loader for both packages: the position-field detector backbone and analysis tools
+(:mod:`projects.posfield`), the classify-and-localise model (:mod:`projects.simclr_loc`), the converter
+``tools/model_converters/extract_backbone.py`` and ``tools/test.py``. mmengine's ``Pretrained`` init and
+``load_from`` load non-strictly and only log what they skipped, so a checkpoint of another width or another
+model would leave most of the network random; here every missing, unexpected and mis-shaped key is named.
+It imports neither mmdet nor mmpretrain.
+
+Accepted checkpoints (``state_dict`` / ``model`` inside an mmengine checkpoint, or a bare state dict; a DDP
+``module.`` prefix is removed):
+
+* a PosFieldSSL pre-training checkpoint: the EMA teacher ``teacher.module.backbone.*`` (``key='teacher'``, the
+  default when there is one) or the student ``backbone.*`` (``key='student'``);
+* any mmpretrain model with a ``backbone.*`` (SimCLR, a classifier, another self-supervised algorithm);
+* a backbone-only file, e.g. from ``tools/model_converters/extract_backbone.py`` (keys without prefix);
+* a timm ViT (``blocks.N.*``), renamed to mmpretrain's layout.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+from .checkpoint import load_checkpoint_file
+from .errors import BadInputError
+
+KEYS = ('teacher', 'student')
+PREFIXES = {'teacher': 'teacher.module.backbone.', 'student': 'backbone.'}
+# Pre-training tokens with no role in a detector (no [CLS], no masking at fine-tuning time).
+IGNORED_SOURCE_KEYS = ('cls_token', 'cls_pos', 'mask_token', 'pos_mask_token')
+# What every ViT backbone of this repository (and mmpretrain's VisionTransformer) has.
+VIT_MARKERS = ('patch_embed.projection.weight', 'layers.0.attn.qkv.weight')
+
+_TIMM = [
+    (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
+    (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
+    (r'^blocks\.(\d+)\.attn\.', r'layers.\1.attn.'),
+    (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
+    (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
+    (r'^blocks\.(\d+)\.ls1\.gamma$', r'layers.\1.attn.gamma1.weight'),
+    (r'^blocks\.(\d+)\.ls2\.gamma$', r'layers.\1.ffn.gamma2.weight'),
+    (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
+    (r'^norm\.', 'ln1.'),
+]
+
+
+class CheckpointMismatchError(BadInputError, RuntimeError):
+    """The checkpoint does not fit the model; the message lists the keys and shapes."""
+
+
+# The name the classify-and-localise package used for the same error.
+BackboneCheckpointMismatch = CheckpointMismatchError
+
+
+class NoTensorsUnderPrefixError(BadInputError, KeyError):
+    """An explicitly requested prefix selects nothing."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
+def read_state_dict(path: str, what: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (safely loaded: see :func:`load_checkpoint_file`)."""
+    try:
+        ckpt = load_checkpoint_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{what}={path!r}: checkpoint file not found' if what
+                                else f'pre-trained checkpoint not found: {path}') from None
+    if isinstance(ckpt, dict):
+        for field in ('state_dict', 'model', 'module'):
+            if isinstance(ckpt.get(field), dict):
+                ckpt = ckpt[field]
+                break
+    if not isinstance(ckpt, dict):
+        raise CheckpointMismatchError(f'{path}: expected a state dict, got {type(ckpt).__name__}')
+    state = {k: v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointMismatchError(f'{path}: holds no tensors (keys: {", ".join(map(str, list(ckpt)[:10]))})')
+    if all(k.startswith('module.') for k in state):  # saved from a DDP-wrapped model
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def has_networks(state: Dict[str, torch.Tensor]) -> bool:
+    """True for a teacher-student pre-training checkpoint (something ``key`` can choose in)."""
+    return any(k.startswith(PREFIXES['teacher']) for k in state)
+
+
+def select_backbone(state: Dict[str, torch.Tensor], key: Optional[str] = None,
+                    source: str = '<checkpoint>') -> Tuple[Dict[str, torch.Tensor], str]:
+    """Backbone tensors with their prefix removed, and a description of where they came from.
+
+    ``key=None`` (or ``'teacher'``) takes the EMA teacher when the checkpoint has one, else its only backbone;
+    ``key='student'`` on a file without teacher and student is logged as a warning (it cannot choose anything).
+    """
+    if key is not None and key not in KEYS:
+        raise ValueError(f"key (--key) must be one of {KEYS}, got {key!r}")
+    if has_networks(state):
+        prefix = PREFIXES[key or 'teacher']
+        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not picked:
+            raise CheckpointMismatchError(f'{source}: no {key} backbone ({prefix}*) in this pre-training checkpoint')
+        return picked, f'{key or "teacher"} ({prefix}*)'
+    if any(k.startswith('backbone.') for k in state):
+        if key == 'teacher':
+            print_log(f'{source} has no EMA teacher; using its backbone.* weights', logger='current')
+        return {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}, 'backbone.*'
+    if any(k.startswith('blocks.') for k in state):
+        converted = {}
+        for k, v in state.items():
+            for pattern, repl in _TIMM:
+                k = re.sub(pattern, repl, k)
+            converted[k] = v
+        picked, where = converted, 'timm ViT'
+    else:
+        picked, where = dict(state), 'backbone-only'
+    if key == 'student':  # 'teacher' is also the default meaning ("the EMA network when there is one")
+        print_log(f'{source} is a {where} file with no teacher/student networks; key={key!r} has nothing to '
+                  'choose and is ignored', logger='current', level=30)
+    return picked, where
+
+
+def describe_state(state: Dict[str, torch.Tensor], limit: int = 5) -> str:
+    """``'358 tensors, e.g. a, b, c'`` plus a guess at what kind of network they are."""
+    names = list(state)
+    text = f'{len(names)} tensors, e.g. {", ".join(names[:limit])}'
+    if any(re.search(r'(^|\.)(conv|bn|depthwise_conv|se)\b', k) for k in names) and not any(
+            k.startswith('patch_embed.') for k in names):
+        text += ' (a convolutional network such as an EfficientNet or a ResNet)'
+    return text
+
+
+def check_vit_backbone(state: Dict[str, torch.Tensor], source: str, where: str) -> None:
+    """Raise unless ``state`` (a selected backbone) looks like a ViT backbone (see ``VIT_MARKERS``)."""
+    lacking = [k for k in VIT_MARKERS if k not in state]
+    if lacking:
+        raise CheckpointMismatchError(
+            f'{source}: the selected tensors ({where}: {describe_state(state)}) are not a ViT backbone: no '
+            f'{", ".join(lacking)}. Expected a position-field pre-training checkpoint (teacher.module.backbone.*), '
+            'an mmpretrain ViT (backbone.*), a timm ViT (blocks.N.*) or a ViT backbone-only file.')
+
+
+def compare_state_dicts(target: Dict[str, torch.Tensor], source: Dict[str, torch.Tensor],
+                        allow_missing: Tuple[str, ...] = (), allow_unexpected: Tuple[str, ...] = (),
+                        adapt: Optional[Callable] = None):
+    """Match ``source`` against ``target`` by name and shape.
+
+    Returns ``(loaded, missing, missing_allowed, unexpected, wrong_shape)``: the tensors to load, the target keys
+    absent from the source (not / only allowed by prefix), source keys the target lacks (not allowed) and
+    ``'  name: backbone (shape), checkpoint (shape)'`` lines.
+    """
+    loaded, wrong_shape = {}, []
+    for name, tensor in source.items():
+        if name not in target:
+            continue
+        if tuple(tensor.shape) != tuple(target[name].shape) and adapt is not None:
+            converted = adapt(name, tensor, target[name])
+            tensor = converted if converted is not None else tensor
+        if tuple(tensor.shape) != tuple(target[name].shape):
+            wrong_shape.append(f'  {name}: backbone {tuple(target[name].shape)}, checkpoint {tuple(tensor.shape)}')
+            continue
+        loaded[name] = tensor
+    missing = [k for k in target if k not in source and not k.startswith(allow_missing)]
+    missing_allowed = [k for k in target if k not in source and allow_missing and k.startswith(allow_missing)]
+    unexpected = [k for k in source if k not in target and not (allow_unexpected and k.startswith(allow_unexpected))]
+    return loaded, missing, missing_allowed, unexpected, wrong_shape
+
+
+def mismatch_message(header: str, missing: List[str], unexpected: List[str], wrong_shape: List[str],
+                     limit: int = 20) -> str:
+    parts = [header]
+    if wrong_shape:
+        parts += [f'shape mismatches ({len(wrong_shape)}; another width, patch size or field size?):'] \
+            + wrong_shape[:limit] + (['  ...'] if len(wrong_shape) > limit else [])
+    if missing:
+        parts.append(f'missing in checkpoint: {len(missing)} backbone tensors missing: ' + ', '.join(missing[:limit])
+                     + (', ...' if len(missing) > limit else ''))
+        if any(k in ('cls_token', 'cls_pos') for k in missing):
+            parts.append('the [CLS] token is missing: backbone files written by extract_backbone.py before it kept '
+                         'the [CLS] token lack it; extract the backbone again or pass the pre-training checkpoint')
+    if unexpected:
+        parts.append(f'not used by the backbone ({len(unexpected)}): ' + ', '.join(unexpected[:limit])
+                     + (', ...' if len(unexpected) > limit else ''))
+    return '\n'.join(parts)
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str, key: Optional[str] = None,
+                          allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = IGNORED_SOURCE_KEYS,
+                          adapt: Optional[Callable] = None, prefix: Optional[str] = None,
+                          what: Optional[str] = None) -> Dict[str, object]:
+    """Load ``path`` into ``backbone`` and check that every parameter is covered.
+
+    Args:
+        key: ``'teacher'`` / ``'student'`` of a pre-training checkpoint; None: the teacher if there is one.
+        allow_missing / allow_unexpected: name prefixes that may be absent from the checkpoint / present but
+            unused (default: the pre-training-only tokens).
+        adapt: ``adapt(name, tensor, target_tensor)`` may convert a tensor whose shape legitimately differs
+            (e.g. a ``pos_embed`` for another resolution); it returns a tensor of the target's shape, or None.
+        prefix: take exactly the tensors under this prefix instead of the automatic selection (``key``).
+        what: the config key that named ``path``, for the messages.
+
+    Raises :class:`CheckpointMismatchError` naming every other missing, unexpected and mis-shaped key.
+    Returns ``dict(loaded, total, missing, source)``.
+    """
+    state = read_state_dict(path, what)
+    if prefix is not None:
+        source = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not source:
+            raise NoTensorsUnderPrefixError(f'{path}: no tensor whose name starts with {prefix!r} (first keys: '
+                                            f'{", ".join(list(state)[:5])}); set the prefix to the backbone '
+                                            'prefix used in this checkpoint')
+        where = f'{prefix}*'
+    else:
+        source, where = select_backbone(state, key, path)
+    target = backbone.state_dict()
+    loaded, missing, missing_allowed, unexpected, wrong_shape = compare_state_dicts(
+        target, source, tuple(allow_missing), tuple(allow_unexpected), adapt)
+    if missing or unexpected or wrong_shape:
+        raise CheckpointMismatchError(mismatch_message(
+            f'{path} ({where}) does not fit {type(backbone).__name__} ({len(target)} tensors). Was it trained '
+            'with the same backbone type and arch?', missing, unexpected, wrong_shape))
+    result = backbone.load_state_dict(loaded, strict=False)
+    assert not result.unexpected_keys
+    print_log(f'loaded {len(loaded)}/{len(target)} backbone tensors from {path} [{where}]'
+              + (f'; not in checkpoint, left at init: {", ".join(missing_allowed)}' if missing_allowed else ''),
+              logger='current')
+    return dict(loaded=len(loaded), total=len(target), missing=missing_allowed, source=f'{path} [{where}]')
+
+
+def check_checkpoint_fits_model(model: torch.nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """Raise :class:`CheckpointMismatchError` unless ``path``'s state dict covers ``model`` exactly (names and
+    shapes); used by ``tools/test.py`` so that metrics never come from a partly random model."""
+    state = read_state_dict(path)
+    target = model.state_dict()
+    _, missing, _, unexpected, wrong_shape = compare_state_dicts(target, state)
+    if missing or unexpected or wrong_shape:
+        hint = ''
+        if has_networks(state):
+            hint = (' It is a pre-training checkpoint: train a detector from it (extract_backbone.py, then '
+                    'model.backbone.init_cfg) and test that.')
+        raise CheckpointMismatchError(mismatch_message(
+            f'{path} does not fit the model {type(model).__name__} of the config ({len(target)} tensors; the '
+            f'checkpoint has {len(state)}).{hint}', missing, unexpected, wrong_shape).replace(
+                'backbone tensors missing', 'tensors missing').replace('not used by the backbone', 'not in the model'))
+    return state

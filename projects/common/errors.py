@@ -1,0 +1,10 @@
+"""The base class of every "your input is wrong" error the repository raises.
+
+Tools catch :class:`BadInputError` and print its message (which names the file, key or argument and what was
+expected) instead of a traceback; each subclass also derives from the builtin error it used to be, so
+``except ValueError`` / ``except KeyError`` callers keep working.
+"""
+
+
+class BadInputError(Exception):
+    """Input (a file, a config key, a command-line argument) that cannot be used; the message says why."""

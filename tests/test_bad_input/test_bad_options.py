@@ -1,0 +1,98 @@
+"""--cfg-options keys that would be silently ignored, documented options that must work, config errors."""
+import os.path as osp
+import re
+
+import pytest
+
+from projects.common.runner_setup import ConfigOptionWarning, load_config
+from tests.helpers import ROOT, TINY_PRETRAIN, write_images
+from tests.test_bad_input.helpers import run_tool, run_tool_in_process
+
+TINY_DET = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
+
+
+def _option_warnings(record):
+    return [str(w.message) for w in record if issubclass(w.category, ConfigOptionWarning)]
+
+
+def test_key_not_at_top_level_warns_with_the_nearest_keys(tmp_path):
+    path = tmp_path / 'plain.py'
+    path.write_text("train_cfg = dict(type='IterBasedTrainLoop', max_iters=6)\n")
+    with pytest.warns(ConfigOptionWarning) as record:
+        cfg = load_config(str(path), {'max_iters': 2})
+    assert _option_warnings(record) == [
+        f"--cfg-options max_iters: the config has no key 'max_iters'; it is added, but nothing reads it ({path}). "
+        'Nearest existing keys: train_cfg.max_iters']
+    assert cfg.train_cfg.max_iters == 6
+
+
+def test_misspelt_nested_key_warns_with_the_nearest_keys():
+    with pytest.warns(ConfigOptionWarning, match=r"--cfg-options train_cfg\.max_iter: the config has no key "
+                                                 r"'train_cfg\.max_iter'.*Nearest existing keys: train_cfg\.max_iters"):
+        load_config(TINY_PRETRAIN, {'train_cfg.max_iter': 2})
+
+
+def test_new_parent_key_is_named():
+    with pytest.warns(ConfigOptionWarning, match=r"the config has no 'optim_wraper', so 'optim_wraper\.optimizer\.lr' "
+                                                 r"creates it.*Nearest existing keys: optim_wrapper\.optimizer\.lr"):
+        load_config(TINY_PRETRAIN, {'optim_wraper.optimizer.lr': 0.1})
+
+
+def test_top_level_variable_warns_that_derived_keys_keep_their_values():
+    with pytest.warns(ConfigOptionWarning) as record:
+        cfg = load_config(TINY_DET, {'data_root': '/elsewhere/'})
+    [msg] = _option_warnings(record)
+    assert msg.startswith(f"--cfg-options data_root: 'data_root' is a top-level variable of {TINY_DET}; it was read "
+                          'when the file was parsed, so the keys computed from it keep their values: ')
+    assert 'train_dataloader.dataset.data_root' in msg and 'val_evaluator.ann_file' in msg
+    assert cfg.train_dataloader.dataset.data_root == 'data/demo/coco/'
+
+
+def test_existing_keys_do_not_warn(recwarn):
+    load_config(TINY_PRETRAIN, {'train_cfg.max_iters': 2, 'optim_wrapper.optimizer.lr': 0.1})
+    assert not [w for w in recwarn if issubclass(w.category, ConfigOptionWarning)]
+
+
+def test_smoke_detection_config_header_documents_keys_that_exist():
+    """The header's --cfg-options must be keys of the config (a top-level `data_root=` would be ignored)."""
+    with open(TINY_DET) as f:
+        header = ''.join(line for line in f if line.startswith('#'))
+    keys = re.findall(r'([\w.]+)=\S+', header.split('--cfg-options', 1)[1])
+    assert keys and 'data_root' not in keys
+    cfg = load_config(TINY_DET)
+    for key in keys:
+        node = cfg
+        for part in key.split('.'):
+            assert part in node, f'{key} (documented in the header) is not a key of {TINY_DET}'
+            node = node[part]
+
+
+def test_train_tool_warns_about_max_iters_and_removes_stale_temporaries(tmp_path):
+    wd = tmp_path / 'wd'
+    wd.mkdir()
+    stale = wd / '.iter_4.pth.k2j4h5g1.tmp'  # what a kill during a checkpoint write leaves
+    stale.write_bytes(b'\0' * 1024)
+    keep = wd / 'notes.tmp'
+    keep.write_text('not ours')
+    rc, log = run_tool(['tools/train.py', TINY_PRETRAIN, '--work-dir', str(wd), '--cfg-options', 'max_iters=2',
+                        f'train_dataloader.dataset.data_root={tmp_path / "no_such_folder"}'])
+    # this config has a top-level variable max_iters: setting it after parsing changes nothing either
+    assert f"--cfg-options max_iters: 'max_iters' is a top-level variable of {TINY_PRETRAIN}; it was read when the " \
+           'file was parsed, so the keys computed from it keep their values: train_cfg.max_iters.' in log
+    assert f'removed the stale temporary file {stale}' in log and not stale.exists() and keep.exists()
+    assert rc != 0 and 'no_such_folder' in log  # and the missing data folder is named
+
+
+def test_unknown_type_names_config_key_and_registries(tmp_path):
+    cfg = tmp_path / 'typo.py'
+    cfg.write_text(f"_base_ = ['{TINY_PRETRAIN}']\noptim_wrapper = dict(type='OptimWraper')\n")
+    rc, log = run_tool_in_process('train', [str(cfg), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+                                            f'train_dataloader.dataset.data_root={write_images(tmp_path / "imgs", n=2)}'])
+    assert rc == 1, log[-2000:]
+    assert f"error: config {cfg}: type 'OptimWraper' is not registered." in log and 'key: optim_wrapper.type' in log
+    assert 'close matches: OptimWrapper' in log
+
+
+def test_missing_config_file_is_named(tmp_path):
+    rc, log = run_tool(['tools/train.py', str(tmp_path / 'nope.py')])
+    assert rc == 1 and f'train.py: error: config file not found: {tmp_path / "nope.py"}' in log
