@@ -5,6 +5,8 @@
 
 For the detection configs this prints COCO AP^box / AP^mask (``coco/bbox_mAP``, ``coco/segm_mAP`` with
 ``_50``, ``_75``, ``_s``, ``_m``, ``_l``); ``--out`` writes the same numbers as JSON.
+A checkpoint that does not fit the config's model (a pre-training checkpoint, a detector of another width) is
+refused with its missing, unexpected and mis-shaped keys, instead of being evaluated as a partly random model.
 """
 import argparse
 import json

@@ -4,7 +4,8 @@
     bash tools/dist_train.sh CONFIG GPUS [...]          # torchrun; see the README
 
 The config's own ``default_scope`` decides the registries; the repository root is put on ``sys.path`` so
-``custom_imports = dict(imports=['projects.<pkg>'])`` always resolves.
+``custom_imports = dict(imports=['projects.<pkg>'])`` always resolves. Bad input ends the run with one
+``train.py: error: ...`` line and exit status 1 (docs/reliability.md lists what each failure looks like).
 """
 import argparse
 import os

@@ -224,7 +224,8 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str, key: Optional[st
             'with the same backbone type and arch?', missing, unexpected, wrong_shape))
     result = backbone.load_state_dict(loaded, strict=False)
     assert not result.unexpected_keys
-    print_log(f'loaded {len(loaded)}/{len(target)} backbone tensors from {path} [{where}]'
+    print_log(f'backbone {type(backbone).__name__} initialised: loaded {len(loaded)}/{len(target)} tensors from '
+              f'{path} [{where}]'
               + (f'; not in checkpoint, left at init: {", ".join(missing_allowed)}' if missing_allowed else ''),
               logger='current')
     return dict(loaded=len(loaded), total=len(target), missing=missing_allowed, source=f'{path} [{where}]')

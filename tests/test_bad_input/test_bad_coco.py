@@ -143,7 +143,8 @@ def test_short_polygon_in_ground_truth_no_longer_crashes_evaluation(coco):
                  for a in anns]
         pred = dict(bboxes=torch.tensor([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2],
                                           a['bbox'][1] + a['bbox'][3]] for a in anns], dtype=torch.float32),
-                    scores=torch.tensor([next(scores) for _ in anns]), labels=torch.tensor([a['category_id'] - 1 for a in anns]),
+                    scores=torch.tensor([next(scores) for _ in anns]),
+                    labels=torch.tensor([a['category_id'] - 1 for a in anns]),
                     masks=torch.from_numpy(np.stack(masks)))
         metric.process({}, [dict(img_id=img['id'], ori_shape=(img['height'], img['width']), pred_instances=pred)])
     results = metric.evaluate(len(data['images']))

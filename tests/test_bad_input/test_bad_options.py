@@ -86,8 +86,9 @@ def test_train_tool_warns_about_max_iters_and_removes_stale_temporaries(tmp_path
 def test_unknown_type_names_config_key_and_registries(tmp_path):
     cfg = tmp_path / 'typo.py'
     cfg.write_text(f"_base_ = ['{TINY_PRETRAIN}']\noptim_wrapper = dict(type='OptimWraper')\n")
+    images = write_images(tmp_path / 'imgs', n=2)
     rc, log = run_tool_in_process('train', [str(cfg), '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
-                                            f'train_dataloader.dataset.data_root={write_images(tmp_path / "imgs", n=2)}'])
+                                            f'train_dataloader.dataset.data_root={images}'])
     assert rc == 1, log[-2000:]
     assert f"error: config {cfg}: type 'OptimWraper' is not registered." in log and 'key: optim_wrapper.type' in log
     assert 'close matches: OptimWrapper' in log
