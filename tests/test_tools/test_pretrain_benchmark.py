@@ -65,3 +65,9 @@ def test_reference_directory_must_hold_the_driver(tmp_path):
     args = bench.parse_args([TINY, '--reference', str(tmp_path), '--device', 'cpu'])
     with pytest.raises(SystemExit, match='run_step.py not found'):
         bench.entries(args)
+
+
+def test_profile_writes_the_op_table(tmp_path):
+    a = torch.randn(8, 8)
+    path = bench.profile_step(lambda: a @ a, str(tmp_path / 'ops.txt'), cuda=False)
+    assert 'aten::mm' in open(path).read()

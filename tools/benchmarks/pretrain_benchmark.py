@@ -72,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument('--reference-drop-path', type=float, nargs='+', default=[0.1, 0.3],
                    help='one reference entry per drop-path rate (DINOv2 default: 0.3)')
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the GEMM peak probe')
+    p.add_argument('--profile', metavar='FILE', help='profile one more train_step of each config with '
+                   'torch.profiler; write the op table (self time) to FILE (config name appended)')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='config overrides for our runs (mmengine syntax)')
     p.add_argument('--out', help='write all runs and the ratios as JSON here')
@@ -229,8 +231,21 @@ class PhaseTimer:
         setattr(obj, attr, timed)
 
 
+def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 40) -> str:
+    """Run ``step()`` under torch.profiler; write the per-op table sorted by self time to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+    key = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    with open(path, 'w') as f:
+        f.write(table)
+    return path
+
+
 def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='cpu', amp='none',
-            threads=None, data_root=None, cfg_options=None, flops=True) -> dict:
+            threads=None, data_root=None, cfg_options=None, flops=True, profile=None) -> dict:
     """One run of ours in this process; see the module docstring."""
     import torch
     from mmengine.optim import build_optim_wrapper
@@ -252,7 +267,7 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         data_root = make_images(tmp.name, n=min(batch_size * (warmup + steps + 1), 96))
     cfg.train_dataloader.dataset = synthetic_dataset_cfg(cfg, data_root)
     torch.manual_seed(0)
-    batches = build_batches(cfg, warmup + steps + (1 if flops else 0), batch_size)
+    batches = build_batches(cfg, warmup + steps + (1 if flops else 0) + (1 if profile else 0), batch_size)
     if tmp is not None:
         tmp.cleanup()
 
@@ -306,6 +321,9 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
     result['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before the count
     if dev.type == 'cuda':
         result['cuda_max_allocated_gib'] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    if profile:
+        result['profile'] = profile_step(lambda: model.train_step(batches[warmup + steps], optim_wrapper),
+                                         profile, dev.type == 'cuda')
     if flops:
         timer.times = {}
         step_flops = count_flops(lambda: model.train_step(batches[-1], optim_wrapper))
@@ -343,6 +361,9 @@ def entries(args) -> List[dict]:
                 cmd += [flag, str(value)]
         if args.no_flops:
             cmd.append('--no-flops')
+        if args.profile:
+            root, ext = osp.splitext(args.profile)
+            cmd += ['--profile', f'{root}_{osp.splitext(osp.basename(config))[0]}{ext or ".txt"}']
         if args.cfg_options:
             cmd += ['--cfg-options', *args.cfg_options]
         out.append(dict(label=osp.splitext(osp.basename(config))[0], cmd=cmd, env=env, kind='ours'))
@@ -421,7 +442,7 @@ def main(argv=None):
     if args.child:  # one run of ours; the JSON is the last line
         print(json.dumps(measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps,
                                  args.device, args.amp, args.threads, args.data_root, cfg_options,
-                                 flops=not args.no_flops)))
+                                 flops=not args.no_flops, profile=args.profile)))
         return None
     runs: Dict[str, List[dict]] = {}
     for rnd in range(args.rounds):
