@@ -142,3 +142,51 @@ def test_compiled_layers_match_eager():
     assert list(eager.state_dict()) == list(compiled.state_dict())
     with torch.no_grad():
         assert torch.allclose(eager.forward_tokens(x)[0], compiled.forward_tokens(x)[0], atol=1e-5)
+
+
+def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monkeypatch):
+    """The whole pre-training step (real pipeline, real train_step, drop-path 0.3): the same losses and the same
+    parameters after two steps as with mmpretrain's own layer forward, for the same seed."""
+    import copy
+    import importlib.util
+    import os.path as osp
+
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from projects.common.runner_setup import load_config
+    from tests.helpers import ROOT, TINY_PRETRAIN
+    spec = importlib.util.spec_from_file_location('pretrain_benchmark',
+                                                  osp.join(ROOT, 'tools/benchmarks/pretrain_benchmark.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    init_default_scope('mmpretrain')
+    cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
+    cfg.model.backbone.drop_path_rate = 0.3
+    cfg.train_dataloader.dataset = bench.synthetic_dataset_cfg(cfg, bench.make_images(str(tmp_path), 4, (96, 80)))
+    torch.manual_seed(0)
+    batches = bench.build_batches(cfg, 2, 4)
+
+    def run(plain):
+        if plain:
+            monkeypatch.setattr(PosFieldViT, '_run_layer', lambda self, layer, tokens: layer(tokens))
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        model.set_train_length(max_iters=100, iters_per_epoch=10)
+        model.train()
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        torch.manual_seed(1)
+        logs = [{k: float(v) for k, v in model.train_step(copy.deepcopy(b), optim_wrapper).items()} for b in batches]
+        monkeypatch.undo()
+        return logs, model.state_dict()
+
+    (fast_logs, fast_state), (plain_logs, plain_state) = run(False), run(True)
+    for fast, plain in zip(fast_logs, plain_logs):
+        assert fast.keys() == plain.keys()
+        for key in fast:
+            assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
+    for key in plain_state:
+        assert torch.allclose(fast_state[key].float(), plain_state[key].float(), atol=1e-5, rtol=1e-4), key

@@ -81,6 +81,8 @@ def parse_args(argv=None):
     p.add_argument('--data-root', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.device = args.device or ('cuda' if _cuda_available() else 'cpu')
+    if args.amp != 'none' and not args.device.startswith('cuda'):
+        p.error(f'--amp {args.amp} needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA-only); use --amp none')
     if args.reference and args.device != 'cpu':
         p.error('--reference drives the CPU reference step only; use --device cpu')
     return args
