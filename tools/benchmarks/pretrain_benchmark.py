@@ -50,6 +50,34 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
+# Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
+# FlopCounterMode and a GEMM peak probe at the end, so the reference gets FLOPs and MFU counted as ours are.
+REFERENCE_WRAPPER = r"""
+import importlib.util, json, sys, time
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+driver = sys.argv[1]
+sys.argv = [driver] + sys.argv[2:]
+spec = importlib.util.spec_from_file_location('run_step', driver)
+run_step = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_step)
+from dinov2.train.ssl_meta_arch import SSLMetaArch
+original, counted = SSLMetaArch.forward_backward, []
+def forward_backward(self, *args, **kwargs):
+    if counted:
+        return original(self, *args, **kwargs)
+    with FlopCounterMode(display=False) as counter:
+        out = original(self, *args, **kwargs)
+    counted.append(int(counter.get_total_flops()))
+    return out
+SSLMetaArch.forward_backward = forward_backward
+run_step.main()
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+best, start = float('inf'), time.perf_counter()
+while time.perf_counter() - start < 1.5:
+    t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
+print('FLOPS ' + json.dumps(dict(flops_per_step=counted[0], peak=2.0 * 1024 ** 3 / best)))
+"""
 REFERENCE_SETTINGS = ('student.arch=vit_small', 'compute_precision.grad_scaler=false', 'student.block_chunks=0')
 
 
@@ -83,6 +111,8 @@ def parse_args(argv=None):
     args.device = args.device or ('cuda' if _cuda_available() else 'cpu')
     if args.amp != 'none' and not args.device.startswith('cuda'):
         p.error(f'--amp {args.amp} needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA-only); use --amp none')
+    if args.reference and not args.no_flops and args.warmup < 1:
+        p.error('the reference FLOPs are counted on its first warm-up step: use --warmup >= 1 (or --no-flops)')
     if args.reference and args.device != 'cpu':
         p.error('--reference drives the CPU reference step only; use --device cpu')
     return args
@@ -338,14 +368,26 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
 
 # ----------------------------------------------------------------------------------------------- the driver
 def _run(cmd: List[str], env: dict, label: str) -> dict:
-    print(f'[bench] {label}: {" ".join(cmd)}', flush=True)
+    shown = ['<FLOP-count wrapper>' if c == REFERENCE_WRAPPER else c for c in cmd]
+    print(f'[bench] {label}: {" ".join(shown)}', flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f'[bench] {label} failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n'
                          f'{out.stderr[-4000:]}')
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-    last = lines[-1] if lines else ''
-    return json.loads(last[len('RESULT '):] if last.startswith('RESULT ') else last)
+    tagged = {ln.split(' ', 1)[0]: json.loads(ln.split(' ', 1)[1]) for ln in lines
+              if ln.startswith(('RESULT ', 'FLOPS '))}
+    if 'RESULT' not in tagged:  # ours: the JSON is the last line
+        return json.loads(lines[-1])
+    result = tagged['RESULT']
+    if 'FLOPS' in tagged:  # the reference, counted by REFERENCE_WRAPPER
+        fl = tagged['FLOPS']
+        achieved = fl['flops_per_step'] / result['median_s_per_step']
+        result.update(flops_per_step=fl['flops_per_step'], flops_per_image=fl['flops_per_step'] / result['batch'],
+                      achieved_flops_per_s=achieved, matmul_peak=dict(flops_per_s=fl['peak'], gemm_size=1024,
+                                                                      dtype='float32'),
+                      mfu=achieved / fl['peak'], flops_counted_on='the first warm-up step')
+    return result
 
 
 def entries(args) -> List[dict]:
@@ -382,7 +424,8 @@ def entries(args) -> List[dict]:
         ref_env.pop('PYTHONPATH', None)
         for dp in args.reference_drop_path:
             label = f'dinov2-dp{dp:g}'
-            cmd = [python, driver, '--name', label, '--warmup', str(args.warmup), '--steps', str(args.steps),
+            head = [python, driver] if args.no_flops else [python, '-c', REFERENCE_WRAPPER, driver]
+            cmd = [*head, '--name', label, '--warmup', str(args.warmup), '--steps', str(args.steps),
                    *REFERENCE_SETTINGS, f'train.batch_size_per_gpu={args.batch_size or 8}',
                    f'student.drop_path_rate={dp}']
             out.append(dict(label=label, cmd=cmd, env=ref_env, kind='reference'))
@@ -428,8 +471,9 @@ def print_report(runs: Dict[str, List[dict]], ratios: List[dict]) -> None:
             fl = (f"{r['flops_per_image'] / 1e9:>9.1f} {r['achieved_flops_per_s'] / 1e9:>8.1f} {r['mfu']:>6.3f}"
                   if 'mfu' in r else f"{'-':>9} {'-':>8} {'-':>6}")
             ph = ' '.join(f"{r['phases_s'][k]:>9.3f}" for k in PHASES) if 'phases_s' in r else ''
+            cuda = f"  CUDA peak {r['cuda_max_allocated_gib']:.2f} GiB" if 'cuda_max_allocated_gib' in r else ''
             print(f"{label:<48} {r['median_s_per_step']:>7.3f} {r['images_per_s']:>6.3f} "
-                  f"{r['peak_rss_gib']:>7.2f} {fl}  {ph}")
+                  f"{r['peak_rss_gib']:>7.2f} {fl}  {ph}{cuda}")
     if ratios:
         print(f"\n{'run':<48} {'against':<48} {'img/s ratio':>11} {'peak RSS ratio':>14} "
               '(median of within-round ratios)')
