@@ -5,7 +5,7 @@ import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
 from projects.posfield.models.backbones import PosFieldViT
-from projects.posfield.models.backbones.fast_layers import (add_residual, attn_branch, kept_samples,
+from projects.posfield.models.backbones.fast_layers import (add_residual, attn_branch, ffn_branch, kept_samples,
                                                               layer_drop_prob, run_layer)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
@@ -44,13 +44,19 @@ def _assert_same(a, b, atol=1e-5):
         assert torch.allclose(ga[name], gb[name], atol=atol, rtol=1e-5), name
 
 
+def _by_branches(m, t):
+    t = t + attn_branch(m, t)
+    return t + ffn_branch(m, t)
+
+
 @pytest.mark.parametrize('mode', ['bernoulli', 'dinov2'])
 def test_equal_to_mmpretrain_layer_in_eval_and_without_drop_path(mode):
     x = torch.randn(3, 7, 32)
-    m = layer(drop_path_rate=0.4).eval()
-    _assert_same(_out_and_grads(m, m, x), _out_and_grads(lambda t: run_layer(m, t, mode), m, x))
-    m = layer(drop_path_rate=0.0).train()
-    _assert_same(_out_and_grads(m, m, x), _out_and_grads(lambda t: run_layer(m, t, mode), m, x))
+    for m in (layer(drop_path_rate=0.4).eval(), layer(drop_path_rate=0.0).train()):
+        ref = _out_and_grads(m, m, x)
+        _assert_same(ref, _out_and_grads(lambda t: _by_branches(m, t), m, x))  # the two residual branches
+        _assert_same(ref, _out_and_grads(lambda t: run_layer(m, t, mode), m, x))
+        _assert_same(ref, _out_and_grads(lambda t: run_layer(m, t, mode, (attn_branch, ffn_branch)), m, x))
 
 
 def test_bernoulli_stochastic_depth_is_mmcv_drop_path_for_the_same_draws():

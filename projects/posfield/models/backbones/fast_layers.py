@@ -23,6 +23,9 @@ changes:
 
 Activation checkpointing is applied by the caller around :func:`run_layer`; checkpoint's RNG-state
 preservation makes the recomputed branch see the same kept subset.
+
+Where nothing is dropped (eval mode, rate 0) and nothing is compiled, the layer's own ``forward`` runs, so
+forward hooks on ``layer.attn`` (e.g. attention recording for the analysis tools) keep working there.
 """
 from typing import Callable, Optional
 
@@ -99,8 +102,10 @@ def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoull
     ``branches``: ``(attn_fn, ffn_fn)`` taking ``(layer, x)``, e.g. compiled versions of :func:`attn_branch` and
     :func:`ffn_branch` (default: those two).
     """
-    attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
     drop_prob = layer_drop_prob(layer) if layer.training else 0.0
+    if drop_prob <= 0.0 and branches is None:
+        return layer(x)  # nothing to skip: mmpretrain's own forward (its modules' hooks, e.g. attention recording)
+    attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
     x = add_residual(x, lambda t: attn_fn(layer, t), drop_prob, drop_path_mode)
     return add_residual(x, lambda t: ffn_fn(layer, t), drop_prob, drop_path_mode)
 
