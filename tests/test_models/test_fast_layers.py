@@ -124,6 +124,11 @@ def test_backbone_checkpointing_and_modes_keep_numerics_and_names():
     box = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 4)
     plain, cp = vit(drop_path_rate=0.3).train(), vit(drop_path_rate=0.3, with_cp=True).train()
     assert list(plain.state_dict()) == list(cp.state_dict()) == list(vit(drop_path_mode='dinov2').state_dict())
+    from mmpretrain.models.backbones import VisionTransformer
+    reference = VisionTransformer(arch=ARCH, patch_size=8, img_size=32, layer_scale_init_value=1e-5)
+    layer_keys = [k for k in reference.state_dict() if k.startswith('layers.')]
+    assert layer_keys == [k for k in vit(compile_layers=True, drop_path_uniform=True).state_dict()
+                          if k.startswith('layers.')]  # mmpretrain's names: checkpoints and the detector load them
 
     def run(m):
         torch.manual_seed(3)
