@@ -244,6 +244,17 @@ def matmul_peak_flops(device, dtype=None, size: Optional[int] = None, seconds: f
 
 
 # ----------------------------------------------------------------------------------------------- one run of ours
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (v + [0] * 7)[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf('SC_CLK_TCK')
+
+
 class PhaseTimer:
     """Accumulates wall time of wrapped calls (instance attributes shadow the methods; nothing re-implemented)."""
 
@@ -329,16 +340,18 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
     for it in range(warmup + steps):
         timer.times = {}
         sync()
-        t0 = time.perf_counter()
+        busy0, cpu0, t0 = machine_busy_s(), time.process_time(), time.perf_counter()
         log_vars = model.train_step(batches[it], optim_wrapper)
         values = {k: float(v) for k, v in log_vars.items()}  # the .item() a logger would do
         sync()
         wall = time.perf_counter() - t0
+        foreign = max(machine_busy_s() - busy0 - (time.process_time() - cpu0), 0.0) / wall
         if not all(v == v and abs(v) != float('inf') for v in values.values()):
             raise RuntimeError(f'{config}: non-finite logged value at step {it}: {values}')
         phases = dict(timer.times)
         phases['forward'] = wall - sum(phases.values())
-        records.append(dict(it=it, warmup=it < warmup, wall=wall, phases=phases, loss=values.get('loss')))
+        records.append(dict(it=it, warmup=it < warmup, wall=wall, phases=phases, loss=values.get('loss'),
+                            foreign_cpu_frac=foreign))
     timed = [r for r in records if not r['warmup']]
     step_s = statistics.median(r['wall'] for r in timed)
     phase_s = {k: statistics.median(r['phases'].get(k, 0.0) for r in timed) for k in PHASES}
@@ -348,6 +361,7 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         arch=cfg.model.backbone.get('arch'), drop_path=cfg.model.backbone.get('drop_path_rate'),
         warmup=warmup, steps=steps, step_s=[round(r['wall'], 4) for r in timed],
         median_s_per_step=step_s, images_per_s=batch_size / step_s, phases_s=phase_s,
+        max_foreign_cpu_frac=max(r['foreign_cpu_frac'] for r in timed),
         losses=[r['loss'] for r in records],
         data='synthetic random-noise 500x375 JPEGs' if tmp is not None else data_root)
     result['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before the count
@@ -464,7 +478,8 @@ def machine_info() -> dict:
 
 
 def print_report(runs: Dict[str, List[dict]], ratios: List[dict]) -> None:
-    print(f"\n{'run':<48} {'s/step':>7} {'img/s':>6} {'RSS GiB':>7} {'GFLOP/img':>9} {'GFLOP/s':>8} {'MFU':>6}  "
+    print(f"\n{'run':<48} {'s/step':>7} {'img/s':>6} {'RSS GiB':>7} {'GFLOP/img':>9} {'GFLOP/s':>8} {'MFU':>6} "
+          f"{'foreign':>7}  "
           + ' '.join(f'{k:>9}' for k in PHASES))
     for label, rs in runs.items():
         for r in rs:
@@ -473,7 +488,7 @@ def print_report(runs: Dict[str, List[dict]], ratios: List[dict]) -> None:
             ph = ' '.join(f"{r['phases_s'][k]:>9.3f}" for k in PHASES) if 'phases_s' in r else ''
             cuda = f"  CUDA peak {r['cuda_max_allocated_gib']:.2f} GiB" if 'cuda_max_allocated_gib' in r else ''
             print(f"{label:<48} {r['median_s_per_step']:>7.3f} {r['images_per_s']:>6.3f} "
-                  f"{r['peak_rss_gib']:>7.2f} {fl}  {ph}{cuda}")
+                  f"{r['peak_rss_gib']:>7.2f} {fl} {r.get('max_foreign_cpu_frac', float('nan')):>7.2f}  {ph}{cuda}")
     if ratios:
         print(f"\n{'run':<48} {'against':<48} {'img/s ratio':>11} {'peak RSS ratio':>14} "
               '(median of within-round ratios)')
