@@ -1,190 +1,528 @@
-"""Pre-training cost of the position-field method against its DINOv2-dagger baseline, side by side.
+"""Time the real pre-training step (``model.train_step``) of any pre-training config on synthetic data, count
+its FLOPs, and compare it with the official DINOv2 step in paired, alternating runs.
 
-    python tools/benchmarks/pretrain_benchmark.py CONFIG [--iters 20] [--batch-size 32] [--device cuda]
-        [--data-root FOLDER] [--out bench.json]
+    python tools/benchmarks/pretrain_benchmark.py CONFIG [CONFIG ...] [--arch ViT-S] [--batch-size 8]
+        [--warmup 2] [--steps 7] [--rounds 3] [--threads 2] [--device cpu|cuda] [--amp none|bf16|fp16]
+        [--reference DINOV2_DIR [--reference-drop-path 0.1 0.3]] [--cfg-options KEY=VALUE ...] [--out bench.json]
 
-For each variant (the config as given = "method"; the same config with the interpolated position embedding,
-constant placement and content-only masking = "baseline") it runs warm-up + timed optimisation steps in a
-fresh process and reports images/s, the step time split into data (pipeline + collate), forward (student +
-teacher + losses), backward, optimiser and EMA, and peak memory (CUDA: max allocated; CPU: peak RSS of the
-process). Without --data-root it writes random-texture images to a temporary folder (synthetic: it measures
-speed, not accuracy). Results are printed as a table and written as JSON.
+Every run (one config, or the reference at one drop-path rate) is a fresh process, so its peak memory
+(``ru_maxrss``; on CUDA also the allocator's peak) is its own. The runs alternate: round 1 runs every entry
+once, round 2 again, ... Ratios are taken within a round (ours / reference of that round) and their median
+is reported, so slow phases of a shared machine hit both sides of a pair.
+
+What one of our runs does:
+  * builds the config's model and optimiser wrapper (mmengine's ``build_optim_wrapper`` with the config's
+    constructor; ``AmpOptimWrapper`` becomes fp32 ``OptimWrapper`` with ``--amp none``), ``--arch`` sets the
+    backbone to a size of ``VIT_ARCHS`` (and the necks' input width to match);
+  * writes random-noise 500 x 375 JPEGs (synthetic: this measures speed, not accuracy) to a temporary folder
+    and runs the config's own train pipeline and collate function on them, whatever the dataset type was
+    (the dataset becomes a ``CustomDataset`` over that folder); the batches are built before timing, as the
+    reference driver does;
+  * times ``model.train_step(batch, optim_wrapper)`` + ``.item()`` of the logged values, per step, with a
+    split into data preprocessor, forward (the rest), backward, optimiser step and teacher EMA
+    (instrumented by wrapping those calls, not re-implemented);
+  * counts the FLOPs of one more ``train_step`` with ``torch.utils.flop_counter.FlopCounterMode``: every
+    matmul / linear / convolution / attention (SDPA) of the student forward, the teacher forward and the
+    backward, as torch's counter defines them (a multiply-add = 2 FLOPs); element-wise work (norms, GELU,
+    softmax outside SDPA, the optimiser, the EMA) is not counted, as usual for model FLOPs utilisation;
+  * probes the machine's matmul peak in the same process (square GEMMs, fp32 on CPU, bf16 on CUDA, the best
+    of several) and reports MFU = (counted FLOPs per step / median step time) / peak.
+
+The reference (``--reference DIR``): ``DIR/run_step.py`` with the DINOv2 source in ``DIR/src`` and a Python in
+``DIR/venv`` (or ``--reference-python``); see docs/benchmarks.md. DINOv2's code is only run, never imported
+into this process or copied. Its timed span is the same: a pre-built batch through forward, backward,
+gradient clipping, AdamW, EMA and ``.item()``.
 """
 import argparse
 import json
 import os
 import os.path as osp
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable, Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-PARTS = ('data', 'forward', 'backward', 'optimizer', 'ema')
+PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
+# Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
+# FlopCounterMode and a GEMM peak probe at the end, so the reference gets FLOPs and MFU counted as ours are.
+REFERENCE_WRAPPER = r"""
+import importlib.util, json, sys, time
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+driver = sys.argv[1]
+sys.argv = [driver] + sys.argv[2:]
+spec = importlib.util.spec_from_file_location('run_step', driver)
+run_step = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_step)
+from dinov2.train.ssl_meta_arch import SSLMetaArch
+original, counted = SSLMetaArch.forward_backward, []
+def forward_backward(self, *args, **kwargs):
+    if counted:
+        return original(self, *args, **kwargs)
+    with FlopCounterMode(display=False) as counter:
+        out = original(self, *args, **kwargs)
+    counted.append(int(counter.get_total_flops()))
+    return out
+SSLMetaArch.forward_backward = forward_backward
+run_step.main()
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+best, start = float('inf'), time.perf_counter()
+while time.perf_counter() - start < 1.5:
+    t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
+print('FLOPS ' + json.dumps(dict(flops_per_step=counted[0], peak=2.0 * 1024 ** 3 / best)))
+"""
+REFERENCE_SETTINGS = ('student.arch=vit_small', 'compute_precision.grad_scaler=false', 'student.block_chunks=0')
 
 
+# ----------------------------------------------------------------------------------------------- arguments
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config', help='a position-field pre-training config')
-    p.add_argument('--iters', type=int, default=20, help='timed steps per variant')
-    p.add_argument('--warmup', type=int, default=3, help='untimed steps first')
-    p.add_argument('--batch-size', type=int, default=None, help='default: the config\'s')
-    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
-    p.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none', help='autocast dtype (CUDA)')
-    p.add_argument('--data-root', help='folder of images (default: synthetic images in a temporary folder)')
-    p.add_argument('--rounds', type=int, default=2,
-                   help='run baseline and method alternately this many times; the fastest run of each is kept '
-                   '(a shared machine makes single runs noisy)')
-    p.add_argument('--out', help='write the results as JSON here')
-    p.add_argument('--variant', choices=['method', 'baseline'], help=argparse.SUPPRESS)  # child process
-    return p.parse_args(argv)
+    p.add_argument('configs', nargs='+', metavar='CONFIG', help='pre-training config(s)')
+    p.add_argument('--arch', help="backbone size from VIT_ARCHS ('ViT-S', 'ViT-B', ...); default: the config's")
+    p.add_argument('--batch-size', type=int, default=None, help="images per step (default: the config's)")
+    p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+    p.add_argument('--steps', type=int, default=7, help='timed steps per run (the median is reported)')
+    p.add_argument('--rounds', type=int, default=1, help='alternating rounds over all entries')
+    p.add_argument('--threads', type=int, default=None, help='torch intra-op threads in every run')
+    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none',
+                   help='mixed precision (AmpOptimWrapper); none = fp32 OptimWrapper')
+    p.add_argument('--reference', metavar='DIR', help='directory with run_step.py, src/ (DINOv2) and venv/')
+    p.add_argument('--reference-python', help='Python for the reference (default: DIR/venv/bin/python)')
+    p.add_argument('--reference-drop-path', type=float, nargs='+', default=[0.1, 0.3],
+                   help='one reference entry per drop-path rate (DINOv2 default: 0.3)')
+    p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the GEMM peak probe')
+    p.add_argument('--profile', metavar='FILE', help='profile one more train_step of each config with '
+                   'torch.profiler; write the op table (self time) to FILE (config name appended)')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='config overrides for our runs (mmengine syntax)')
+    p.add_argument('--out', help='write all runs and the ratios as JSON here')
+    p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)  # one run of ours, JSON last line
+    p.add_argument('--data-root', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.device = args.device or ('cuda' if _cuda_available() else 'cpu')
+    if args.amp != 'none' and not args.device.startswith('cuda'):
+        p.error(f'--amp {args.amp} needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA-only); use --amp none')
+    if args.reference and not args.no_flops and args.warmup < 1:
+        p.error('the reference FLOPs are counted on its first warm-up step: use --warmup >= 1 (or --no-flops)')
+    if args.reference and args.device != 'cpu':
+        p.error('--reference drives the CPU reference step only; use --device cpu')
+    return args
 
 
-def _cuda():
+def _cuda_available() -> bool:
     import torch
     return torch.cuda.is_available()
 
 
-def make_images(folder, n=64, size=(320, 256)):
+def _parse_cfg_options(options: List[str]) -> dict:
+    from mmengine.config import DictAction
+    ns = argparse.Namespace()
+    DictAction(option_strings=['--cfg-options'], dest='cfg_options')(None, ns, options)
+    return ns.cfg_options or {}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def make_images(folder: str, n: int, size=(500, 375)) -> str:
+    """``n`` random-noise JPEGs (the reference driver's images: 500 x 375 uniform noise)."""
     import numpy as np
     from PIL import Image
+    os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        base = rng.random((size[1] // 16, size[0] // 16, 3))
-        img = np.kron(base, np.ones((16, 16, 1)))
-        Image.fromarray((img * 255).astype(np.uint8)).save(osp.join(folder, f'{i}.jpg'))
+        img = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(img).save(osp.join(folder, f'synthetic_{i:04d}.jpg'), quality=90)
     return folder
 
 
-def to_baseline(cfg):
-    """DINOv2-dagger: interpolated position embedding, no placement augmentation, content masking only."""
-    cfg.model.backbone.pos_embed_type = 'interpolate'
-    cfg.model.backbone.pos_field = None
-    for t in cfg.train_dataloader.dataset.pipeline:
-        if t['type'] == 'PosFieldMultiCrop':
-            t['placement'] = dict(mode='const')
-        if t['type'] == 'PosFieldMaskGenerator':
-            t['content_ratio'] = 1.0
+def train_pipeline_of(dataset_cfg: dict, where: str = 'train_dataloader.dataset') -> list:
+    """The pipeline of a dataset config, looking through wrappers (``dataset=`` / ``datasets=[...]``)."""
+    while 'pipeline' not in dataset_cfg:
+        if 'dataset' in dataset_cfg:
+            dataset_cfg, where = dataset_cfg['dataset'], where + '.dataset'
+        elif dataset_cfg.get('datasets'):
+            dataset_cfg, where = dataset_cfg['datasets'][0], where + '.datasets[0]'
+        else:
+            raise KeyError(f'{where} has no pipeline (nor a wrapped dataset with one); keys: {sorted(dataset_cfg)}')
+    return dataset_cfg['pipeline']
+
+
+def synthetic_dataset_cfg(cfg, image_folder: str) -> dict:
+    """The config's train pipeline over a folder of synthetic images, whatever the dataset type was."""
+    return dict(type='CustomDataset', data_root=image_folder, with_label=False,
+                pipeline=train_pipeline_of(cfg.train_dataloader.dataset))
+
+
+# ----------------------------------------------------------------------------------------------- config
+def prepare_config(cfg, arch: Optional[str] = None, amp: str = 'none', batch_size: Optional[int] = None):
+    """Apply --arch / --amp / --batch-size to a loaded pre-training config (in place) and return it."""
+    from projects.posfield.models.utils.archs import vit_arch
+    if arch:
+        dims = vit_arch(arch)
+        cfg.model.backbone.arch = dims
+        for neck in ('neck', 'patch_neck'):
+            if cfg.model.get(neck) and 'in_channels' in cfg.model[neck]:
+                cfg.model[neck].in_channels = dims['embed_dims']
+    ow = cfg.optim_wrapper
+    if amp == 'none':
+        if str(ow.get('type', 'OptimWrapper')).split('.')[-1] == 'AmpOptimWrapper':
+            ow.type = 'OptimWrapper'
+            for key in ('loss_scale', 'dtype'):
+                ow.pop(key, None)
+    else:
+        ow.type = 'AmpOptimWrapper'
+        ow.dtype = dict(bf16='bfloat16', fp16='float16')[amp]
+        if amp == 'bf16':
+            ow.pop('loss_scale', None)  # bf16 needs no loss scaling
+    if batch_size:
+        cfg.train_dataloader.batch_size = batch_size
     return cfg
 
 
-def measure(args):
-    import torch
-    from mmengine.dataset import default_collate
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import DATASETS, MODELS
-
-    from projects.common.runner_setup import load_config
-    cfg = load_config(args.config)
-    if args.variant == 'baseline':
-        cfg = to_baseline(cfg)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    cfg.train_dataloader.dataset.data_root = args.data_root
+def build_batches(cfg, n_batches: int, batch_size: int) -> List[dict]:
+    """``n_batches`` collated batches from the config's train dataset and collate function."""
+    from mmengine.dataset import COLLATE_FUNCTIONS  # noqa: F401  (registers default_collate & co)
+    from mmengine.registry import DATASETS, FUNCTIONS
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    batch_size = args.batch_size or cfg.train_dataloader.batch_size
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model).to(device)
-    model.init_weights()
-    model.set_train_length(max_iters=10 * (args.iters + args.warmup), iters_per_epoch=args.iters + args.warmup)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.04)
-    dtype = dict(none=None, bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
-
-    def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    times = {k: 0.0 for k in PARTS}
-    cursor = 0
-    for step in range(args.warmup + args.iters):
-        t0 = time.perf_counter()
+    collate_cfg = dict(cfg.train_dataloader.get('collate_fn') or dict(type='pseudo_collate'))
+    collate = FUNCTIONS.get(collate_cfg.pop('type'))
+    batches, cursor = [], 0
+    for _ in range(n_batches):
         samples = []
         while len(samples) < batch_size:
+            if cursor >= 50 * batch_size * n_batches:
+                raise RuntimeError('the pipeline skipped (returned None for) almost every synthetic image')
             item = dataset[cursor % len(dataset)]
             cursor += 1
             if item is not None:
                 samples.append(item)
-        batch = default_collate(samples)
-        data = model.data_preprocessor(batch, True)
+        batches.append(collate(samples, **collate_cfg))
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------- FLOPs & peak
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn()`` as ``torch.utils.flop_counter.FlopCounterMode`` counts them (matmul, conv, SDPA)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_flops(device, dtype=None, size: Optional[int] = None, seconds: float = 1.5) -> Dict[str, float]:
+    """Best achieved FLOP/s of a square GEMM in this process (fp32 on CPU, bf16 on CUDA by default)."""
+    import torch
+    device = torch.device(device)
+    dtype = dtype or (torch.bfloat16 if device.type == 'cuda' else torch.float32)
+    size = size or (8192 if device.type == 'cuda' else 1024)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    torch.mm(a, b)
+    sync()
+    best, start = float('inf'), time.perf_counter()
+    while time.perf_counter() - start < seconds or best == float('inf'):
+        t0 = time.perf_counter()
+        for _ in range(4 if device.type == 'cuda' else 1):
+            torch.mm(a, b)
         sync()
-        t1 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            losses = model(**data, mode='loss')
-        loss, _ = model.parse_losses(losses)
+        best = min(best, (time.perf_counter() - t0) / (4 if device.type == 'cuda' else 1))
+    return dict(flops_per_s=2.0 * size ** 3 / best, gemm_size=size, dtype=str(dtype).replace('torch.', ''))
+
+
+# ----------------------------------------------------------------------------------------------- one run of ours
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (v + [0] * 7)[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf('SC_CLK_TCK')
+
+
+class PhaseTimer:
+    """Accumulates wall time of wrapped calls (instance attributes shadow the methods; nothing re-implemented)."""
+
+    def __init__(self, sync):
+        self.sync, self.times = sync, {}
+
+    def wrap(self, obj, attr: str, phase: str):
+        original = getattr(obj, attr)
+
+        def timed(*a, **kw):
+            self.sync()
+            t0 = time.perf_counter()
+            out = original(*a, **kw)
+            self.sync()
+            self.times[phase] = self.times.get(phase, 0.0) + time.perf_counter() - t0
+            return out
+        setattr(obj, attr, timed)
+
+
+def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 40) -> str:
+    """Run ``step()`` under torch.profiler; write the per-op table sorted by self time to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+    key = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    with open(path, 'w') as f:
+        f.write(table)
+    return path
+
+
+def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='cpu', amp='none',
+            threads=None, data_root=None, cfg_options=None, flops=True, profile=None) -> dict:
+    """One run of ours in this process; see the module docstring."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from projects.common.runner_setup import load_config
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = prepare_config(load_config(config, cfg_options), arch, amp, batch_size)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    batch_size = cfg.train_dataloader.batch_size
+    tmp = None
+    if data_root is None:
+        tmp = tempfile.TemporaryDirectory(prefix='bench_imgs_')
+        data_root = make_images(tmp.name, n=min(batch_size * (warmup + steps + 1), 96))
+    cfg.train_dataloader.dataset = synthetic_dataset_cfg(cfg, data_root)
+    torch.manual_seed(0)
+    batches = build_batches(cfg, warmup + steps + (1 if flops else 0) + (1 if profile else 0), batch_size)
+    if tmp is not None:
+        tmp.cleanup()
+
+    dev = torch.device(device)
+    model = MODELS.build(cfg.model).to(dev)
+    model.init_weights()
+    if hasattr(model, 'set_train_length'):  # schedules of PosFieldSSL outside a Runner
+        model.set_train_length(max_iters=100 * (warmup + steps + 1), iters_per_epoch=warmup + steps + 1)
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+
+    def sync():
+        if dev.type == 'cuda':
+            torch.cuda.synchronize(dev)
+
+    timer = PhaseTimer(sync)
+    timer.wrap(model.data_preprocessor, 'forward', 'preprocess')
+    timer.wrap(optim_wrapper, 'backward', 'backward')
+    timer.wrap(optim_wrapper, 'step', 'optimizer')
+    timer.wrap(optim_wrapper, 'zero_grad', 'optimizer')
+    if hasattr(model, 'teacher') and hasattr(model.teacher, 'update'):
+        timer.wrap(model.teacher, 'update', 'ema')
+    if dev.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    records = []
+    for it in range(warmup + steps):
+        timer.times = {}
         sync()
-        t2 = time.perf_counter()
-        loss.backward()
+        busy0, cpu0, t0 = machine_busy_s(), time.process_time(), time.perf_counter()
+        log_vars = model.train_step(batches[it], optim_wrapper)
+        values = {k: float(v) for k, v in log_vars.items()}  # the .item() a logger would do
         sync()
-        t3 = time.perf_counter()
-        optim.step()
-        optim.zero_grad(set_to_none=True)
-        model.step += 1
-        sync()
-        t4 = time.perf_counter()
-        model.teacher.update(model._student(), model.schedule()['momentum'])
-        sync()
-        t5 = time.perf_counter()
-        if step >= args.warmup:
-            for k, (a, b) in zip(PARTS, [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]):
-                times[k] += b - a
-    per_step = {k: v / args.iters for k, v in times.items()}
-    total = sum(per_step.values())
-    if device.type == 'cuda':
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        memory_kind = 'CUDA max allocated'
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        memory_kind = 'peak RSS'
-    return dict(variant=args.variant, images_per_s=batch_size / total, step_s=total,
-                **{f'{k}_s': v for k, v in per_step.items()}, peak_memory_mb=peak_mb, memory=memory_kind,
-                batch_size=batch_size, device=str(device), amp=args.amp)
+        wall = time.perf_counter() - t0
+        foreign = max(machine_busy_s() - busy0 - (time.process_time() - cpu0), 0.0) / wall
+        if not all(v == v and abs(v) != float('inf') for v in values.values()):
+            raise RuntimeError(f'{config}: non-finite logged value at step {it}: {values}')
+        phases = dict(timer.times)
+        phases['forward'] = wall - sum(phases.values())
+        records.append(dict(it=it, warmup=it < warmup, wall=wall, phases=phases, loss=values.get('loss'),
+                            foreign_cpu_frac=foreign))
+    timed = [r for r in records if not r['warmup']]
+    step_s = statistics.median(r['wall'] for r in timed)
+    phase_s = {k: statistics.median(r['phases'].get(k, 0.0) for r in timed) for k in PHASES}
+    result = dict(
+        kind='ours', name=osp.splitext(osp.basename(config))[0], config=config, device=str(dev), amp=amp,
+        torch=torch.__version__, threads=torch.get_num_threads(), batch=batch_size,
+        arch=cfg.model.backbone.get('arch'), drop_path=cfg.model.backbone.get('drop_path_rate'),
+        warmup=warmup, steps=steps, step_s=[round(r['wall'], 4) for r in timed],
+        median_s_per_step=step_s, images_per_s=batch_size / step_s, phases_s=phase_s,
+        max_foreign_cpu_frac=max(r['foreign_cpu_frac'] for r in timed),
+        losses=[r['loss'] for r in records],
+        data='synthetic random-noise 500x375 JPEGs' if tmp is not None else data_root)
+    result['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before the count
+    if dev.type == 'cuda':
+        result['cuda_max_allocated_gib'] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    if profile:
+        result['profile'] = profile_step(lambda: model.train_step(batches[warmup + steps], optim_wrapper),
+                                         profile, dev.type == 'cuda')
+    if flops:
+        timer.times = {}
+        step_flops = count_flops(lambda: model.train_step(batches[-1], optim_wrapper))
+        peak = matmul_peak_flops(dev)
+        achieved = step_flops / step_s
+        result.update(flops_per_step=step_flops, flops_per_image=step_flops / batch_size,
+                      achieved_flops_per_s=achieved, matmul_peak=peak, mfu=achieved / peak['flops_per_s'])
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- the driver
+def _run(cmd: List[str], env: dict, label: str) -> dict:
+    shown = ['<FLOP-count wrapper>' if c == REFERENCE_WRAPPER else c for c in cmd]
+    print(f'[bench] {label}: {" ".join(shown)}', flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f'[bench] {label} failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n'
+                         f'{out.stderr[-4000:]}')
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    tagged = {ln.split(' ', 1)[0]: json.loads(ln.split(' ', 1)[1]) for ln in lines
+              if ln.startswith(('RESULT ', 'FLOPS '))}
+    if 'RESULT' not in tagged:  # ours: the JSON is the last line
+        return json.loads(lines[-1])
+    result = tagged['RESULT']
+    if 'FLOPS' in tagged:  # the reference, counted by REFERENCE_WRAPPER
+        fl = tagged['FLOPS']
+        achieved = fl['flops_per_step'] / result['median_s_per_step']
+        result.update(flops_per_step=fl['flops_per_step'], flops_per_image=fl['flops_per_step'] / result['batch'],
+                      achieved_flops_per_s=achieved, matmul_peak=dict(flops_per_s=fl['peak'], gemm_size=1024,
+                                                                      dtype='float32'),
+                      mfu=achieved / fl['peak'], flops_counted_on='the first warm-up step')
+    return result
+
+
+def entries(args) -> List[dict]:
+    """What each round runs: our configs, then the reference at each drop-path rate."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    out = []
+    for config in args.configs:
+        cmd = [sys.executable, osp.abspath(__file__), config, '--child', '--warmup', str(args.warmup),
+               '--steps', str(args.steps), '--device', args.device, '--amp', args.amp]
+        for flag, value in (('--arch', args.arch), ('--batch-size', args.batch_size), ('--threads', args.threads),
+                            ('--data-root', args.data_root)):
+            if value:
+                cmd += [flag, str(value)]
+        if args.no_flops:
+            cmd.append('--no-flops')
+        if args.profile:
+            root, ext = osp.splitext(args.profile)
+            cmd += ['--profile', f'{root}_{osp.splitext(osp.basename(config))[0]}{ext or ".txt"}']
+        if args.cfg_options:
+            cmd += ['--cfg-options', *args.cfg_options]
+        out.append(dict(label=osp.splitext(osp.basename(config))[0], cmd=cmd, env=env, kind='ours'))
+    if args.reference:
+        ref = osp.abspath(args.reference)
+        driver = osp.join(ref, 'run_step.py')
+        python = args.reference_python or osp.join(ref, 'venv', 'bin', 'python')
+        for path, what in ((driver, 'run_step.py'), (python, 'a Python (--reference-python)')):
+            if not osp.exists(path):
+                raise SystemExit(f'--reference {args.reference}: {what} not found at {path} (docs/benchmarks.md)')
+        if args.arch and args.arch != 'ViT-S':
+            raise SystemExit(f'--reference runs DINOv2 vit_small; --arch must be ViT-S, got {args.arch!r}')
+        ref_env = dict(env, DINOV2_SRC=os.environ.get('DINOV2_SRC', osp.join(ref, 'src')))
+        ref_env.pop('PYTHONPATH', None)
+        for dp in args.reference_drop_path:
+            label = f'dinov2-dp{dp:g}'
+            head = [python, driver] if args.no_flops else [python, '-c', REFERENCE_WRAPPER, driver]
+            cmd = [*head, '--name', label, '--warmup', str(args.warmup), '--steps', str(args.steps),
+                   *REFERENCE_SETTINGS, f'train.batch_size_per_gpu={args.batch_size or 8}',
+                   f'student.drop_path_rate={dp}']
+            out.append(dict(label=label, cmd=cmd, env=ref_env, kind='reference'))
+    return out
+
+
+def ratio_table(runs: Dict[str, List[dict]]) -> List[dict]:
+    """Median over rounds of within-round ratios: each of ours against each reference entry, and (with no
+    reference) each further config of ours against the first."""
+    ours = [k for k, v in runs.items() if v[0]['kind'] == 'ours']
+    refs = [k for k, v in runs.items() if v[0]['kind'] == 'reference']
+    pairs = [(a, b) for a in ours for b in refs] if refs else [(a, ours[0]) for a in ours[1:]]
+    rows = []
+    for a, b in pairs:
+        both = list(zip(runs[a], runs[b]))
+        rows.append(dict(
+            run=a, against=b, rounds=len(both),
+            img_per_s_ratio=statistics.median(x['images_per_s'] / y['images_per_s'] for x, y in both),
+            peak_rss_ratio=statistics.median(x['peak_rss_gib'] / y['peak_rss_gib'] for x, y in both)))
+    return rows
+
+
+def machine_info() -> dict:
+    import platform
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), model)
+    except OSError:
+        pass
+    info = dict(cpu=model, cpus=os.cpu_count(), platform=platform.platform())
+    if _cuda_available():
+        import torch
+        info['gpu'] = torch.cuda.get_device_name(0)
+    return info
+
+
+def print_report(runs: Dict[str, List[dict]], ratios: List[dict]) -> None:
+    print(f"\n{'run':<48} {'s/step':>7} {'img/s':>6} {'RSS GiB':>7} {'GFLOP/img':>9} {'GFLOP/s':>8} {'MFU':>6} "
+          f"{'foreign':>7}  "
+          + ' '.join(f'{k:>9}' for k in PHASES))
+    for label, rs in runs.items():
+        for r in rs:
+            fl = (f"{r['flops_per_image'] / 1e9:>9.1f} {r['achieved_flops_per_s'] / 1e9:>8.1f} {r['mfu']:>6.3f}"
+                  if 'mfu' in r else f"{'-':>9} {'-':>8} {'-':>6}")
+            ph = ' '.join(f"{r['phases_s'][k]:>9.3f}" for k in PHASES) if 'phases_s' in r else ''
+            cuda = f"  CUDA peak {r['cuda_max_allocated_gib']:.2f} GiB" if 'cuda_max_allocated_gib' in r else ''
+            print(f"{label:<48} {r['median_s_per_step']:>7.3f} {r['images_per_s']:>6.3f} "
+                  f"{r['peak_rss_gib']:>7.2f} {fl} {r.get('max_foreign_cpu_frac', float('nan')):>7.2f}  {ph}{cuda}")
+    if ratios:
+        print(f"\n{'run':<48} {'against':<48} {'img/s ratio':>11} {'peak RSS ratio':>14} "
+              '(median of within-round ratios)')
+        for row in ratios:
+            print(f"{row['run']:<48} {row['against']:<48} {row['img_per_s_ratio']:>11.3f} "
+                  f"{row['peak_rss_ratio']:>14.3f}")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.variant:  # child: one variant, JSON on the last line
-        print(json.dumps(measure(args)))
+    cfg_options = _parse_cfg_options(args.cfg_options) if args.cfg_options else None
+    if args.child:  # one run of ours; the JSON is the last line
+        print(json.dumps(measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps,
+                                 args.device, args.amp, args.threads, args.data_root, cfg_options,
+                                 flops=not args.no_flops, profile=args.profile)))
         return None
-    tmp = None
-    if not args.data_root:
-        tmp = tempfile.mkdtemp(prefix='bench_imgs_')
-        args.data_root = make_images(tmp)
-    best = {}
-    for variant in ('baseline', 'method') * args.rounds:
-        cmd = [sys.executable, osp.abspath(__file__), args.config, '--variant', variant, '--iters', str(args.iters),
-               '--warmup', str(args.warmup), '--device', args.device, '--amp', args.amp, '--data-root',
-               args.data_root] + (['--batch-size', str(args.batch_size)] if args.batch_size else [])
-        print(f'[bench] {variant}: {args.warmup} warm-up + {args.iters} timed steps on {args.device} ...', flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-        if out.returncode != 0:
-            raise SystemExit(f'{variant} failed:\n{out.stderr[-3000:]}')
-        run = json.loads(out.stdout.strip().splitlines()[-1])
-        if variant not in best or run['step_s'] < best[variant]['step_s']:
-            best[variant] = run
-    results = [best['baseline'], best['method']]
-    base, meth = results
-    ratio = dict(step_time=meth['step_s'] / base['step_s'], peak_memory=meth['peak_memory_mb'] / base['peak_memory_mb'])
-    head = f"{'variant':<9} {'img/s':>7} {'step s':>7} " + ' '.join(f'{k:>9}' for k in PARTS) + f" {'peak MB':>9}"
-    print(head)
-    for r in results:
-        print(f"{r['variant']:<9} {r['images_per_s']:>7.1f} {r['step_s']:>7.3f} "
-              + ' '.join(f"{r[k + '_s']:>9.3f}" for k in PARTS) + f" {r['peak_memory_mb']:>9.0f}")
-    print(f"method / baseline: step time x{ratio['step_time']:.3f}, peak memory x{ratio['peak_memory']:.3f} "
-          f"({results[0]['memory']}; targets: <= 1.15 and <= 1.10)")
-    record = dict(config=args.config, results=results, ratio=ratio, rounds=args.rounds,
-                  data='synthetic random-texture images' if tmp else args.data_root)
+    runs: Dict[str, List[dict]] = {}
+    for rnd in range(args.rounds):
+        for entry in entries(args):
+            result = _run(entry['cmd'], entry['env'], f"round {rnd + 1}/{args.rounds} {entry['label']}")
+            result.update(kind=entry['kind'], round=rnd)
+            runs.setdefault(entry['label'], []).append(result)
+            print(f"[bench]   {result['median_s_per_step']:.3f} s/step, {result['images_per_s']:.3f} img/s, "
+                  f"peak RSS {result['peak_rss_gib']:.2f} GiB"
+                  + (f", MFU {result['mfu']:.3f}" if 'mfu' in result else ''), flush=True)
+    ratios = ratio_table(runs)
+    print_report(runs, ratios)
+    record = dict(argv=sys.argv[1:] if argv is None else list(argv), date=time.strftime('%Y-%m-%d %H:%M UTC',
+                  time.gmtime()), machine=machine_info(), runs=runs,
+                  ratios=ratios)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(record, f, indent=2)
+        print(f'[bench] wrote {args.out}')
     return record
 
 

@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..utils.archs import vit_arch
 from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
+from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer, set_drop_path
 
 
 @MODELS.register_module()
@@ -24,6 +25,11 @@ class PosFieldViT(VisionTransformer):
             DINOv2-dagger baseline: an ordinary learned ``pos_embed`` resized bicubically per resolution).
         pos_field: kwargs of :class:`PositionField` (``field_size``, ``mode``) for ``'field'``.
         with_cp: activation checkpointing of the transformer layers while training.
+        drop_path_mode: how stochastic depth skips the dropped samples' compute (``'bernoulli'``: mmcv's
+            ``DropPath`` draw; ``'dinov2'``: DINOv2's fixed kept count), see :mod:`.fast_layers`.
+        compile_layers: ``torch.compile`` the layers' residual branches (opt-in; the first steps compile).
+        drop_path_uniform: every layer drops with ``drop_path_rate`` (DINOv2's ``drop_path_uniform``) instead
+            of mmpretrain's linear increase from 0 at the first layer.
         Other args: mmpretrain's :class:`VisionTransformer` (``layer_scale_init_value`` 1e-5 and
         ``drop_path_rate`` 0.1 by default, as in the spec).
 
@@ -35,15 +41,22 @@ class PosFieldViT(VisionTransformer):
     def __init__(self, arch='ViT-S', img_size=224, patch_size=16, pos_embed_type: str = 'field',
                  pos_field: Optional[dict] = None, layer_scale_init_value: float = 1e-5,
                  drop_path_rate: float = 0.1, with_cp: bool = False, out_type: str = 'cls_token',
-                 **kwargs):
+                 drop_path_mode: str = 'bernoulli', compile_layers: bool = False,
+                 drop_path_uniform: bool = False, **kwargs):
         if pos_embed_type not in POS_EMBED_TYPES:
             raise ValueError(f'pos_embed_type must be one of {POS_EMBED_TYPES}, got {pos_embed_type!r}')
+        if drop_path_mode not in DROP_PATH_MODES:
+            raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {drop_path_mode!r}')
         super().__init__(arch=vit_arch(arch), img_size=img_size, patch_size=patch_size,
                          layer_scale_init_value=layer_scale_init_value, drop_path_rate=drop_path_rate,
                          out_type=out_type, with_cls_token=True, **kwargs)
         dims = self.embed_dims
         self.pos_embed_type = pos_embed_type
         self.with_cp = with_cp
+        self.drop_path_mode = drop_path_mode
+        self._branches = compiled_branches() if compile_layers else None  # functions, not modules: no params
+        if drop_path_uniform:
+            set_drop_path(self.layers, drop_path_rate)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dims))
         if pos_embed_type == 'field':
             self.pos_embed = None  # positions come from the field; no unused parameter
@@ -118,8 +131,8 @@ class PosFieldViT(VisionTransformer):
 
     def _run_layer(self, layer, tokens):
         if self.with_cp and self.training and tokens.requires_grad:
-            return checkpoint(layer, tokens, use_reentrant=False)
-        return layer(tokens)
+            return checkpoint(run_layer, layer, tokens, self.drop_path_mode, self._branches, use_reentrant=False)
+        return run_layer(layer, tokens, self.drop_path_mode, self._branches)
 
     def forward(self, x):
         """mmpretrain's backbone API (tuple of outputs at ``out_indices``), whole-canvas positions."""

@@ -1,0 +1,116 @@
+"""Faster execution of mmpretrain's ``TransformerEncoderLayer`` for pre-training, with the same parameters.
+
+The layer objects (and so every parameter name, ``layers.N.*``) stay mmpretrain's; only how a layer is *run*
+changes:
+
+* **Stochastic depth on the kept samples only.** mmcv's ``DropPath`` computes a residual branch for the whole
+  batch and then multiplies the dropped samples by zero. DINOv2 (``drop_add_residual_stochastic_depth`` in
+  ``dinov2/layers/block.py``) runs the branch on the kept subset and adds it back with ``index_add``, so a
+  drop-path rate p saves about a fraction p of the branch's compute. Two ways to choose the subset:
+
+  - ``'bernoulli'`` (default): every sample is kept with probability 1 - p and the residual is scaled by
+    1 / (1 - p), drawn exactly as mmcv's ``drop_path`` draws it (one ``torch.rand((B, 1, 1))`` per branch).
+    The result is the same function as ``x + DropPath(branch(x))`` for the same random numbers, so a seeded
+    step gives the same losses as the plain layer.
+  - ``'dinov2'``: DINOv2's rule: exactly ``max(int(B * (1 - p)), 1)`` samples kept (a random permutation),
+    residual scaled by B / kept. Same expectation, a fixed compute saving, different random draws.
+
+* **Attention** through the layer's own ``scaled_dot_product_attention``, which mmpretrain binds to
+  ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA, a fused
+  kernel on CPU) whenever ``qk_scale`` is not set.
+* **Optional ``torch.compile``** of the two residual branches (``dynamic=True``: the batch changes with the
+  kept subset and the token count with the view size).
+
+Activation checkpointing is applied by the caller around :func:`run_layer`; checkpoint's RNG-state
+preservation makes the recomputed branch see the same kept subset.
+
+Where nothing is dropped (eval mode, rate 0) and nothing is compiled, the layer's own ``forward`` runs, so
+forward hooks on ``layer.attn`` (e.g. attention recording for the analysis tools) keep working there.
+"""
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+DROP_PATH_MODES = ('bernoulli', 'dinov2')
+
+
+def layer_drop_prob(layer: nn.Module) -> float:
+    """The stochastic-depth rate mmpretrain gave this layer (its attention's ``out_drop``, a ``DropPath``)."""
+    return float(getattr(layer.attn.out_drop, 'drop_prob', 0.0))
+
+
+def set_drop_path(layers, rate: float) -> None:
+    """Give every layer the stochastic-depth rate ``rate`` (both of its ``DropPath`` modules)."""
+    for layer in layers:
+        for drop in (layer.attn.out_drop, layer.ffn.dropout_layer):
+            if not hasattr(drop, 'drop_prob'):
+                raise TypeError(f'expected a DropPath, got {type(drop).__name__}')
+            drop.drop_prob = float(rate)
+
+
+def attn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``gamma1(proj(attention(ln1(x))))``: mmpretrain's ``MultiheadAttention.forward`` without its DropPath."""
+    attn = layer.attn
+    if attn.v_shortcut:
+        raise ValueError('fast layers do not support MultiheadAttention(v_shortcut=True)')
+    batch, tokens, _ = x.shape
+    qkv = attn.qkv(layer.ln1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    out = attn.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop if attn.training else 0.)
+    out = out.transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
+    return attn.gamma1(attn.proj_drop(attn.proj(out)))
+
+
+def ffn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``gamma2(mlp(ln2(x)))``: mmcv's ``FFN.forward`` without its identity and DropPath."""
+    ffn = layer.ffn
+    if not getattr(ffn, 'add_identity', True):
+        raise ValueError('fast layers need an FFN with add_identity=True (a residual branch)')
+    return ffn.gamma2(ffn.layers(layer.ln2(x)))
+
+
+def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
+    """(indices of the samples whose branch is computed, residual scale)."""
+    if mode == 'bernoulli':
+        # mmcv's drop_path: keep iff floor(keep_prob + U[0, 1)) == 1; the same draw, so the same samples.
+        keep_prob = 1.0 - drop_prob
+        draw = keep_prob + torch.rand((batch, 1, 1), dtype=like.dtype, device=like.device)
+        return draw.floor().flatten().nonzero().flatten(), 1.0 / keep_prob
+    if mode == 'dinov2':
+        kept = max(int(batch * (1.0 - drop_prob)), 1)
+        return torch.randperm(batch, device=like.device)[:kept], batch / kept
+    raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}')
+
+
+def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
+                 mode: str = 'bernoulli') -> torch.Tensor:
+    """``x + stochastic_depth(branch(x))`` with ``branch`` run on the kept samples only."""
+    if drop_prob <= 0.0:
+        return x + branch(x)
+    index, scale = kept_samples(x.shape[0], drop_prob, mode, x)
+    if index.numel() == x.shape[0]:  # nothing dropped: no gather / scatter
+        return x + branch(x) * scale
+    residual = branch(x[index])
+    return torch.index_add(x, 0, index, residual.to(x.dtype), alpha=scale)
+
+
+def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoulli',
+              branches: Optional[tuple] = None) -> torch.Tensor:
+    """One ``TransformerEncoderLayer`` forward; equal to ``layer(x)`` in eval mode or with drop-path 0.
+
+    ``branches``: ``(attn_fn, ffn_fn)`` taking ``(layer, x)``, e.g. compiled versions of :func:`attn_branch` and
+    :func:`ffn_branch` (default: those two).
+    """
+    drop_prob = layer_drop_prob(layer) if layer.training else 0.0
+    if drop_prob <= 0.0 and branches is None:
+        return layer(x)  # nothing to skip: mmpretrain's own forward (its modules' hooks, e.g. attention recording)
+    attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
+    x = add_residual(x, lambda t: attn_fn(layer, t), drop_prob, drop_path_mode)
+    return add_residual(x, lambda t: ffn_fn(layer, t), drop_prob, drop_path_mode)
+
+
+def compiled_branches(**compile_kwargs) -> tuple:
+    """``torch.compile``d :func:`attn_branch` and :func:`ffn_branch` (dynamic shapes by default)."""
+    compile_kwargs.setdefault('dynamic', True)
+    return torch.compile(attn_branch, **compile_kwargs), torch.compile(ffn_branch, **compile_kwargs)

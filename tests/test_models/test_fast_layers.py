@@ -1,0 +1,203 @@
+"""Fast layer execution: the same function as mmpretrain's TransformerEncoderLayer, with stochastic depth that
+skips the dropped samples' compute, SDPA attention, checkpointing and torch.compile."""
+import pytest
+import torch
+from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
+
+from projects.posfield.models.backbones import PosFieldViT
+from projects.posfield.models.backbones.fast_layers import (add_residual, attn_branch, ffn_branch, kept_samples,
+                                                              layer_drop_prob, run_layer)
+
+ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
+
+
+def layer(drop_path_rate=0.0):
+    torch.manual_seed(0)
+    m = TransformerEncoderLayer(embed_dims=32, num_heads=4, feedforward_channels=64, layer_scale_init_value=0.5,
+                                drop_path_rate=drop_path_rate)
+    m.init_weights()
+    return m
+
+
+def vit(**kw):
+    torch.manual_seed(0)
+    m = PosFieldViT(arch=ARCH, patch_size=8, img_size=32, pos_field=dict(field_size=6), **kw)
+    m.init_weights()
+    return m
+
+
+def _out_and_grads(fn, module, x):
+    x = x.clone().requires_grad_(True)
+    out = fn(x)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad(set_to_none=True)
+    return out.detach(), x.grad, grads
+
+
+def _assert_same(a, b, atol=1e-5):
+    (oa, xa, ga), (ob, xb, gb) = a, b
+    assert torch.allclose(oa, ob, atol=atol, rtol=1e-5)
+    assert torch.allclose(xa, xb, atol=atol, rtol=1e-5)
+    assert ga.keys() == gb.keys()
+    for name in ga:
+        assert torch.allclose(ga[name], gb[name], atol=atol, rtol=1e-5), name
+
+
+def _by_branches(m, t):
+    t = t + attn_branch(m, t)
+    return t + ffn_branch(m, t)
+
+
+@pytest.mark.parametrize('mode', ['bernoulli', 'dinov2'])
+def test_equal_to_mmpretrain_layer_in_eval_and_without_drop_path(mode):
+    x = torch.randn(3, 7, 32)
+    for m in (layer(drop_path_rate=0.4).eval(), layer(drop_path_rate=0.0).train()):
+        ref = _out_and_grads(m, m, x)
+        _assert_same(ref, _out_and_grads(lambda t: _by_branches(m, t), m, x))  # the two residual branches
+        _assert_same(ref, _out_and_grads(lambda t: run_layer(m, t, mode), m, x))
+        _assert_same(ref, _out_and_grads(lambda t: run_layer(m, t, mode, (attn_branch, ffn_branch)), m, x))
+
+
+def test_bernoulli_stochastic_depth_is_mmcv_drop_path_for_the_same_draws():
+    """Training with drop-path: the same random numbers give the same outputs and gradients as mmcv's DropPath,
+    with the branch computed only for the kept samples."""
+    m = layer(drop_path_rate=0.5).train()
+    x = torch.randn(16, 5, 32)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ref = _out_and_grads(m, m, x)
+        torch.manual_seed(seed)
+        fast = _out_and_grads(lambda t: run_layer(m, t, 'bernoulli'), m, x)
+        _assert_same(ref, fast)
+    # the draws did drop samples (else the test would not test the subset path)
+    torch.manual_seed(0)
+    index, _ = kept_samples(16, 0.5, 'bernoulli', x)
+    assert 0 < index.numel() < 16
+
+
+@pytest.mark.parametrize('mode', ['bernoulli', 'dinov2'])
+def test_dropped_samples_skip_the_branch(mode):
+    seen = []
+
+    def branch(t):
+        seen.append(t.shape[0])
+        return 2 * t + 1
+
+    x = torch.randn(8, 3, 4)
+    torch.manual_seed(1)
+    out = add_residual(x, branch, 0.5, mode)
+    changed = ~torch.isclose(out, x).flatten(1).all(1)
+    assert seen == [int(changed.sum())] and 0 < seen[0] < 8  # computed exactly for the kept samples
+    if mode == 'dinov2':
+        assert seen == [4]  # DINOv2: max(int(B * (1 - p)), 1) samples, scaled by B / kept = 2
+    scale = 2.0
+    assert torch.allclose(out[changed], x[changed] + scale * (2 * x[changed] + 1), atol=1e-6)
+    assert torch.equal(out[~changed], x[~changed])
+
+
+@pytest.mark.parametrize('mode,p', [('bernoulli', 0.3), ('dinov2', 0.25)])
+def test_stochastic_depth_expected_value(mode, p):
+    """E[add_residual(x)] = x + branch(x): the kept samples are scaled up by exactly what is dropped."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 3)
+    trials = 4000
+    mean = sum(add_residual(x, lambda t: 2 * t + 1, p, mode) for _ in range(trials)) / trials
+    expected = x + 2 * x + 1
+    assert torch.allclose(mean, expected, atol=0.06 * expected.abs().max().item())
+
+
+def test_attention_branch_is_explicit_softmax_attention():
+    """mmpretrain's attention goes through F.scaled_dot_product_attention; same values as the textbook formula."""
+    m = layer().eval()
+    assert m.attn.scaled_dot_product_attention is torch.nn.functional.scaled_dot_product_attention
+    x = torch.randn(2, 6, 32)
+    h = m.ln1(x)
+    q, k, v = m.attn.qkv(h).reshape(2, 6, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1)
+    ref = m.attn.gamma1(m.attn.proj((weights @ v).transpose(1, 2).reshape(2, 6, 32)))
+    assert torch.allclose(attn_branch(m, x), ref, atol=1e-5)
+
+
+def test_backbone_checkpointing_and_modes_keep_numerics_and_names():
+    x = torch.randn(4, 3, 32, 32)
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 4)
+    plain, cp = vit(drop_path_rate=0.3).train(), vit(drop_path_rate=0.3, with_cp=True).train()
+    assert list(plain.state_dict()) == list(cp.state_dict()) == list(vit(drop_path_mode='dinov2').state_dict())
+    from mmpretrain.models.backbones import VisionTransformer
+    reference = VisionTransformer(arch=ARCH, patch_size=8, img_size=32, layer_scale_init_value=1e-5)
+    layer_keys = [k for k in reference.state_dict() if k.startswith('layers.')]
+    assert layer_keys == [k for k in vit(compile_layers=True, drop_path_uniform=True).state_dict()
+                          if k.startswith('layers.')]  # mmpretrain's names: checkpoints and the detector load them
+
+    def run(m):
+        torch.manual_seed(3)
+        return _out_and_grads(lambda t: m.forward_tokens(t, box)[0], m, x)
+
+    _assert_same(run(plain), run(cp))  # recomputation sees the same kept samples
+    with pytest.raises(ValueError, match='drop_path_mode'):
+        vit(drop_path_mode='masked')
+
+
+def test_uniform_drop_path_sets_every_layer():
+    linear, uniform = vit(drop_path_rate=0.2), vit(drop_path_rate=0.2, drop_path_uniform=True)
+    assert [layer_drop_prob(m) for m in linear.layers] == pytest.approx([0.0, 0.1, 0.2])
+    assert [layer_drop_prob(m) for m in uniform.layers] == pytest.approx([0.2, 0.2, 0.2])
+    assert all(m.ffn.dropout_layer.drop_prob == pytest.approx(0.2) for m in uniform.layers)
+
+
+def test_compiled_layers_match_eager():
+    """Opt-in torch.compile of the residual branches (a few seconds on CPU for this size): same outputs."""
+    x = torch.randn(2, 3, 32, 32)
+    eager, compiled = vit(drop_path_rate=0.0).eval(), vit(drop_path_rate=0.0, compile_layers=True).eval()
+    assert list(eager.state_dict()) == list(compiled.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(eager.forward_tokens(x)[0], compiled.forward_tokens(x)[0], atol=1e-5)
+
+
+def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monkeypatch):
+    """The whole pre-training step (real pipeline, real train_step, drop-path 0.3): the same losses and the same
+    parameters after two steps as with mmpretrain's own layer forward, for the same seed."""
+    import copy
+    import importlib.util
+    import os.path as osp
+
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from projects.common.runner_setup import load_config
+    from tests.helpers import ROOT, TINY_PRETRAIN
+    spec = importlib.util.spec_from_file_location('pretrain_benchmark',
+                                                  osp.join(ROOT, 'tools/benchmarks/pretrain_benchmark.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    init_default_scope('mmpretrain')
+    cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
+    cfg.model.backbone.drop_path_rate = 0.3
+    cfg.train_dataloader.dataset = bench.synthetic_dataset_cfg(cfg, bench.make_images(str(tmp_path), 4, (96, 80)))
+    torch.manual_seed(0)
+    batches = bench.build_batches(cfg, 2, 4)
+
+    def run(plain):
+        if plain:
+            monkeypatch.setattr(PosFieldViT, '_run_layer', lambda self, layer, tokens: layer(tokens))
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        model.set_train_length(max_iters=100, iters_per_epoch=10)
+        model.train()
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        torch.manual_seed(1)
+        logs = [{k: float(v) for k, v in model.train_step(copy.deepcopy(b), optim_wrapper).items()} for b in batches]
+        monkeypatch.undo()
+        return logs, model.state_dict()
+
+    (fast_logs, fast_state), (plain_logs, plain_state) = run(False), run(True)
+    for fast, plain in zip(fast_logs, plain_logs):
+        assert fast.keys() == plain.keys()
+        for key in fast:
+            assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
+    for key in plain_state:
+        assert torch.allclose(fast_state[key].float(), plain_state[key].float(), atol=1e-5, rtol=1e-4), key

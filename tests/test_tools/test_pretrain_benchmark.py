@@ -1,0 +1,73 @@
+"""tools/benchmarks/pretrain_benchmark.py: the real train_step on synthetic data, counted FLOPs, MFU, ratios."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location('pretrain_benchmark',
+                                               osp.join(ROOT, 'tools/benchmarks/pretrain_benchmark.py'))
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+TINY = osp.join(ROOT, 'configs/posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py')
+DAGGER = osp.join(ROOT, 'configs/posfield/dinov2-dagger_vit-small-p16_4xb64-amp-100e_in1k.py')
+
+
+def test_flop_count_of_a_linear_layer_forward_and_backward():
+    """Independent count: forward x @ W^T, backward dL/dx and dL/dW, each 2 * B * in * out."""
+    lin = torch.nn.Linear(16, 8)
+    x = torch.randn(5, 16, requires_grad=True)
+    assert bench.count_flops(lambda: lin(x).sum().backward()) == 3 * 2 * 5 * 16 * 8
+
+
+def test_matmul_peak_is_positive():
+    peak = bench.matmul_peak_flops('cpu', size=128, seconds=0.05)
+    assert peak['flops_per_s'] > 0 and peak['dtype'] == 'float32'
+
+
+def test_imagenet_layout_config_gets_synthetic_folder_dataset():
+    from projects.common.runner_setup import load_config
+    cfg = bench.prepare_config(load_config(DAGGER), arch='ViT-S', amp='none', batch_size=8)
+    assert cfg.train_dataloader.dataset.type == 'ImageNet'
+    ds = bench.synthetic_dataset_cfg(cfg, '/tmp/x')
+    assert ds['type'] == 'CustomDataset' and ds['data_root'] == '/tmp/x'
+    assert ds['pipeline'] == cfg.train_dataloader.dataset.pipeline
+    assert cfg.model.backbone.arch['embed_dims'] == 384 and cfg.model.neck.in_channels == 384
+    assert cfg.optim_wrapper.type == 'OptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
+    assert cfg.train_dataloader.batch_size == 8
+    wrapped = dict(type='RepeatDataset', times=2, dataset=dict(type='X', pipeline=['p']))
+    assert bench.train_pipeline_of(wrapped) == ['p']
+    with pytest.raises(KeyError, match='train_dataloader.dataset.dataset has no pipeline'):
+        bench.train_pipeline_of(dict(type='RepeatDataset', dataset=dict(type='X')))
+
+
+def test_tiny_config_runs_real_train_step_with_flops_and_mfu():
+    r = bench.measure(TINY, batch_size=2, warmup=1, steps=1, threads=1)
+    assert r['images_per_s'] > 0 and len(r['losses']) == 2 and all(map(lambda v: v == v, r['losses']))
+    assert r['flops_per_step'] > 0 and r['flops_per_image'] == r['flops_per_step'] / 2
+    assert 0 < r['mfu'] <= 1
+    assert set(r['phases_s']) == set(bench.PHASES) and r['phases_s']['backward'] > 0
+    assert r['peak_rss_gib'] > 0 and r['max_foreign_cpu_frac'] >= 0
+
+
+def test_paired_ratios_are_within_round():
+    runs = {'a': [dict(kind='ours', images_per_s=2.0, peak_rss_gib=1.0),
+                  dict(kind='ours', images_per_s=1.0, peak_rss_gib=1.0)],
+            'ref': [dict(kind='reference', images_per_s=1.0, peak_rss_gib=2.0),
+                    dict(kind='reference', images_per_s=0.5, peak_rss_gib=2.0)]}
+    (row,) = bench.ratio_table(runs)
+    assert (row['run'], row['against'], row['rounds']) == ('a', 'ref', 2)
+    assert row['img_per_s_ratio'] == 2.0 and row['peak_rss_ratio'] == 0.5
+
+
+def test_reference_directory_must_hold_the_driver(tmp_path):
+    args = bench.parse_args([TINY, '--reference', str(tmp_path), '--device', 'cpu'])
+    with pytest.raises(SystemExit, match='run_step.py not found'):
+        bench.entries(args)
+
+
+def test_profile_writes_the_op_table(tmp_path):
+    a = torch.randn(8, 8)
+    path = bench.profile_step(lambda: a @ a, str(tmp_path / 'ops.txt'), cuda=False)
+    assert 'aten::mm' in open(path).read()
