@@ -22,3 +22,8 @@ def _restore_default_scope():
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(saved)
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'configs: runs every shipped config for two steps (tests/test_configs/, '
+                                       'minutes); select with -m configs, skip with -m "not configs"')
