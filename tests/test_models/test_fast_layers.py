@@ -1,6 +1,7 @@
 """Fast layer execution: the same function as mmpretrain's TransformerEncoderLayer, with stochastic depth that
 skips the dropped samples' compute, SDPA attention, checkpointing and torch.compile."""
 import pytest
+import numpy as np
 import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
@@ -190,6 +191,7 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
         model.train()
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         torch.manual_seed(1)
+        np.random.seed(1)  # the data preprocessor draws placements and masks from numpy's global state
         logs = [{k: float(v) for k, v in model.train_step(copy.deepcopy(b), optim_wrapper).items()} for b in batches]
         monkeypatch.undo()
         return logs, model.state_dict()

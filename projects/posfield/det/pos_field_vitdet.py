@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from ..models.utils.archs import vit_arch
 from ..models.utils.backbone_checkpoint import (CheckpointMismatchError, load_backbone_weights, read_state_dict,
                                                 select_backbone)
-from ..models.utils.pos_field import Placement, PositionField, mean_placement
+from ..models.utils.pos_field import DEFAULT_PLACEMENT, Placement, PositionField, mean_placement
 
 # ViTDet's attention size for its global blocks: the fixed input frame (1024 px) over the patch size.
 DEFAULT_IMG_SIZE = 1024
@@ -140,7 +140,7 @@ class PosFieldViTDet(BaseModule):
             self.pos_field = PositionField(dims, **field_cfg)
             self._register_load_state_dict_pre_hook(self._adopt_field_size)
             self.placement = Placement(0.0, 0.0, 1.0) if placement == 'whole' else mean_placement(
-                **(placement_cfg or dict(mode='beta', beta=(2.0, 5.0))))
+                **(placement_cfg or DEFAULT_PLACEMENT))
         else:
             self.pretrain_grid = (pretrain_img_size // patch_size, ) * 2
             self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], dims))

@@ -138,9 +138,9 @@ def canvas_box_for(cfg, placement: str = 'whole') -> Optional[Tuple[float, float
         return None
     if placement != 'mean':
         raise ValueError(f"placement must be 'whole' or 'mean', got {placement!r}")
-    from projects.posfield.models.utils.pos_field import mean_placement
+    from projects.posfield.models.utils.pos_field import DEFAULT_PLACEMENT, mean_placement
     pre = ((cfg.get('model') or {}).get('data_preprocessor') or {}) if cfg is not None else {}
     crop = _find_transform(cfg.get('train_dataloader') if cfg is not None else None, 'PosFieldMultiCrop')
-    place_cfg = dict(pre.get('placement') or (crop or {}).get('placement') or dict(mode='beta', beta=(2.0, 5.0)))
+    place_cfg = dict(pre.get('placement') or (crop or {}).get('placement') or DEFAULT_PLACEMENT)
     p = mean_placement(**place_cfg)
     return (p.ox, p.oy, p.ox + p.s, p.oy + p.s)
