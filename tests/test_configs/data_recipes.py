@@ -2,9 +2,10 @@
 
 A recipe is chosen by the config's path (``RECIPES``, first match; a config that matches none fails with
 "config X has no data recipe in tests/test_configs/data_recipes.py"). It points the config at a data set that
-:class:`GeneratedData` writes once per session, in the layout the config expects, so that mostly only data roots
-change. Everything else the test may change is in :func:`shrink_run` (batch size, loop length, workers,
-log/checkpoint intervals, work dir) and :func:`shrink_detection_input` (detection input scale). Pre-trained
+:class:`GeneratedData` writes once per test module, in the layout the config expects, so that mostly only data
+roots change. Everything else the test may change is in :func:`shrink_run` (batch size, loop length and
+val interval, workers, log interval, work dir, a seed where the config leaves it random; checkpointing stays
+as shipped) and :func:`shrink_detection_input` (detection input scale). Pre-trained
 weights a config loads are written by :class:`Checkpoints` from the model of the matching pre-training config,
 so the loading code runs too. Architecture, heads, losses and pipelines are never touched.
 """
