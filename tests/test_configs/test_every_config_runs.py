@@ -42,7 +42,9 @@ def generated(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
-    return Checkpoints(tmp_path_factory.mktemp('config_ckpts'))
+    base = tmp_path_factory.mktemp('config_ckpts')
+    yield Checkpoints(base)
+    shutil.rmtree(base, ignore_errors=True)  # ViT-B backbones: hundreds of MB that pytest would keep
 
 
 class RunRecorder(Hook):
