@@ -76,6 +76,6 @@ def set_input_scale(cfg, size):
                 t['scale'] = frame
             elif t['type'] == 'RandomCrop':
                 t['crop_size'] = frame
-            elif t['type'] == 'Pad' and 'size' in t:
+            elif t['type'] in ('Pad', 'PadToFrame') and 'size' in t:
                 t['size'] = frame
     return cfg

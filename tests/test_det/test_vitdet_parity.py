@@ -48,7 +48,7 @@ def test_detection_configs_name_their_arch_and_the_neck_follows_it(name):
     assert pad.type == 'BatchFixedSizePad'
     size = tuple(pad.size)
     crop = next(t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomCrop')
-    test_pad = next(t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Pad')
+    test_pad = next(t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'PadToFrame')
     assert tuple(crop.crop_size) == size and tuple(test_pad.size) == size
     assert cfg.model.backbone.img_size == size[0] == size[1]
     assert cfg.model.backbone.use_rel_pos is True
@@ -79,9 +79,12 @@ def test_train_batches_are_padded_to_the_fixed_frame_whatever_the_images():
         assert all(s.gt_instances.masks.masks.shape[-2:] == size for s in out['data_samples'])
     # the test pipeline pads to the same frame
     from mmcv.transforms import Compose
-    test = Compose([t for t in cfg.test_pipeline if t['type'] in ('Resize', 'Pad')])
+    test = Compose([t for t in cfg.test_pipeline if t['type'] in ('Resize', 'PadToFrame')])
     res = test(dict(img=np.zeros((50, 90, 3), np.uint8), img_shape=(50, 90), ori_shape=(50, 90)))
     assert res['img'].shape[:2] == size
+    # ...while img_shape stays the image's own extent, so predictions are clipped to the image, not the frame
+    # (mmcv's Pad would report the frame, and mmdet's CPU mask pasting fails on boxes wholly in the padding)
+    assert tuple(res['pad_shape'][:2]) == size and res['img_shape'][0] < size[0]
 
 
 def test_simple_fpn_has_no_relu_and_derives_its_widths():

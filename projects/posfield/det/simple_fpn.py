@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
+from mmengine.registry import DefaultScope
 from mmengine.model import BaseModule
 
 
@@ -52,11 +53,14 @@ class SimpleFPN(BaseModule):
         self.fpn3 = nn.Identity()
         self.fpn4 = nn.MaxPool2d(kernel_size=2, stride=2)
         self.num_outs = num_outs
-        self.lateral_convs = nn.ModuleList(
-            ConvModule(ch, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None) for ch in derived)
-        self.fpn_convs = nn.ModuleList(
-            ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg, act_cfg=None)
-            for _ in derived)
+        # ConvModule looks its norm up in the default scope's registry; LN2d lives in mmdet's, so build there
+        # whatever scope the caller left (a bare SimpleFPN, a test run alone)
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            self.lateral_convs = nn.ModuleList(
+                ConvModule(ch, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None) for ch in derived)
+            self.fpn_convs = nn.ModuleList(
+                ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg, act_cfg=None)
+                for _ in derived)
 
     def forward(self, inputs: Tuple[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         x = inputs[0]
