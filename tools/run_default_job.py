@@ -280,7 +280,9 @@ def run_stage(stage, args, preset, classes, progress):
         if stage['backbone']:  # the config as trained (with --pretrain-options) is read from the checkpoint
             pass
         else:
-            cmd += ['--floors'] + (['--cfg-options'] + args.pretrain_options if args.pretrain_options else [])
+            # random init runs without [CLS], like the extracted teachers (and the detector)
+            cmd += ['--floors', '--without-cls'] + (['--cfg-options'] + args.pretrain_options
+                                                    if args.pretrain_options else [])
         run(cmd, osp.join(folder, 'stage.log'), progress, stage)
         return [out]
     iters = preset['det_iters']

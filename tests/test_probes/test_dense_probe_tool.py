@@ -116,6 +116,8 @@ def test_random_init_from_config_depends_on_seed(coco, tmp_path):
     ra = _run([TINY_PRETRAIN, '--out', str(a), '--seed', '0'] + common)
     rb = _run([TINY_PRETRAIN, '--out', str(b), '--seed', '0'] + common)
     assert ra['rows'][0]['name'] == 'random init' and ra['rows'][0]['patch'] == rb['rows'][0]['patch']
+    rc = _run([TINY_PRETRAIN, '--out', str(a), '--seed', '0', '--without-cls'] + common)
+    assert ra['rows'][0]['with_cls'] is True and rc['rows'][0]['with_cls'] is False
 
 
 def test_checkpoint_without_config_is_a_clear_error(checkpoints, coco, tmp_path):

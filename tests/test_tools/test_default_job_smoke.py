@@ -52,6 +52,9 @@ def test_default_job_smoke(smoke_job):
     assert 'loaded' in (sd / 'det_posfield' / 'stage.log').read_text()  # the teacher went into the detector
     probe = json.loads((sd / 'probe_posfield' / 'probe.json').read_text())
     assert probe['rows'][0]['with_cls'] is False and probe['seed'] == 3  # the extracted backbone, as detected
+    random_probe = json.loads((sd / 'probe_random' / 'probe.json').read_text())
+    assert [r['name'] for r in random_probe['rows']] == ['random', 'all background', 'raw pixels']
+    assert random_probe['rows'][0]['with_cls'] is False  # random init seen as the detector sees it, too
     assert summary['seeds'] == [3]
     for stage in ('pretrain_posfield', 'det_posfield', 'det_random'):  # every training stage ran with that seed
         assert 'seed: 3' in (sd / stage / 'stage.log').read_text()

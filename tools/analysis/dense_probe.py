@@ -11,7 +11,7 @@ crops (projects/probes, docs/evidence.md), optionally with the floor rows (raw p
 MODEL is a pre-training checkpoint (teacher by default; its config is read from the checkpoint unless --config is
 given), a backbone-only file from tools/model_converters/extract_backbone.py (config from --config, or from the
 pre-training checkpoint it names), or a config (random initialisation). Backbone files without a [CLS] token are
-run without one, as the detector runs them.
+run without one, as the detector runs them (--without-cls does the same for any backbone).
 """
 import argparse
 import json
@@ -39,6 +39,9 @@ def parse_args(argv=None):
     p.add_argument('--key', choices=['teacher', 'student'], default='teacher',
                    help='which network of a pre-training checkpoint')
     p.add_argument('--name', help='row name (default: from MODEL)')
+    p.add_argument('--without-cls', action='store_true',
+                   help='run the backbone without its [CLS] token, as the detector does (automatic for backbone '
+                        'files that have none)')
     p.add_argument('--floors', action='store_true', help='add the floor rows: raw pixels and predict all background')
     p.add_argument('--img-size', type=int, default=256, help='images are resized to this square size')
     p.add_argument('--crop-size', type=int, default=64, help='instance crops are resized to this square size')
@@ -87,15 +90,16 @@ def load_model(args):
     cfg_options = args.cfg_options or None
     if args.model.endswith('.py'):
         torch.manual_seed(args.seed)
-        return load_backbone(args.model, None, cfg_options=cfg_options), args.name or 'random init', True
+        return (load_backbone(args.model, None, cfg_options=cfg_options), args.name or 'random init',
+                not args.without_cls)
     config = args.config or config_of_checkpoint(args.model)
     if config is None:
         raise SystemExit(f'{args.model} stores no config (and names no pre-training checkpoint that does): '
                          f'pass its pre-training config with --config')
-    with_cls = has_cls_token(args.model, args.key)
-    allow = UNUSED_IN_ANALYSIS + (() if with_cls else ('cls_token', 'cls_pos'))
+    has_cls = has_cls_token(args.model, args.key)
+    allow = UNUSED_IN_ANALYSIS + (() if has_cls else ('cls_token', 'cls_pos'))
     loaded = load_backbone(config, args.model, key=args.key, allow_missing=allow, cfg_options=cfg_options)
-    return loaded, args.name or osp.splitext(osp.basename(args.model))[0], with_cls
+    return loaded, args.name or osp.splitext(osp.basename(args.model))[0], has_cls and not args.without_cls
 
 
 def format_rows(result) -> str:
