@@ -34,7 +34,7 @@ BASELINE_PRETRAIN_CFG = osp.join(ROOT, 'configs/demo/dinov2-dagger_vit-mini-p16_
 DET_CFG = osp.join(ROOT, 'configs/demo/mask-rcnn_vit-mini-p16_demo-coco.py')
 METRIC_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l',
                'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m', 'segm_mAP_l')
-PROBE_KEYS = ('patch_miou', 'crop_knn_top1')
+PROBE_KEYS = ('patch_miou', 'fg_miou', 'crop_knn_top1')
 PRESETS = {
     'smoke': dict(pretrain_iters=4, det_iters=4, pretrain_batch=8, num_train=24, num_val=8, seeds=[0],
                   baseline=False, probe_img_size=128, probe_epochs=2),
@@ -313,6 +313,7 @@ def collect(stages, seeds, inits):
             for r in probe['rows']:
                 init = row_init.get(st['init']) if r is probe['rows'][0] else r['name']
                 rows[(init, st['seed'])].update(patch_miou=r['patch']['miou'],
+                                                fg_miou=(r.get('foreground') or {}).get('miou'),
                                                 crop_knn_top1=(r.get('crop_knn') or {}).get('top1'))
     return [rows[(init, seed)] for init in inits for seed in seeds]
 
@@ -444,7 +445,8 @@ def _fmt(stat, scale=1.0):
 
 def format_table(summary):
     seeds = summary['seeds']
-    cols = [('patch mIoU', 'patch_miou', 1.0), ('crop k-NN', 'crop_knn_top1', 1.0), ('AP box', 'bbox_mAP', 100.0),
+    cols = [('patch mIoU', 'patch_miou', 1.0), ('fg mIoU', 'fg_miou', 1.0), ('crop k-NN', 'crop_knn_top1', 1.0),
+            ('AP box', 'bbox_mAP', 100.0),
             ('AP mask', 'segm_mAP', 100.0)]
     head = f"{'initialisation':<18}" + ''.join(f'{c[0]:>15}' for c in cols)
     lines = ['', f"Default job ({summary['preset']}, seeds {','.join(map(str, seeds))}"

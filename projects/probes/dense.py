@@ -9,6 +9,9 @@ the val ground truth or the predictions of ``TP / (TP + FP + FN)`` counted over 
 
 Floor of the measure: predicting background everywhere scores ``(background patches / patches) / K`` with
 ``K`` the number of classes present in the val ground truth (:func:`all_background_miou`).
+
+``foreground``: the same probe on class-agnostic labels (object vs background, K = 2), a second dense measure that
+needs no shape context: what separates objects from background in a patch.
 """
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -171,7 +174,10 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
     img_index = torch.arange(n_tr).repeat_interleave(n_patch)
     patch = train_patch_probe(ftr.flatten(0, 1), tr['labels'].reshape(-1), img_index, fva.flatten(0, 1),
                               va['labels'].reshape(-1), data.num_classes, epochs=epochs, seed=seed)
-    row = dict(patch=patch, feature_dims=int(ftr.shape[-1]))
+    ytr, yva = tr['labels'].reshape(-1), va['labels'].reshape(-1)
+    foreground = train_patch_probe(ftr.flatten(0, 1), _binary(ytr), img_index, fva.flatten(0, 1), _binary(yva), 2,
+                                   epochs=epochs, seed=seed)
+    row = dict(patch=patch, foreground=foreground, feature_dims=int(ftr.shape[-1]))
     if len(tr['crop_labels']) and len(va['crop_labels']):
         ctr = encode_batches(encoder, tr['crops'], mean, std).mean(1)
         cva = encode_batches(encoder, va['crops'], mean, std).mean(1)
@@ -180,10 +186,16 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
     return row
 
 
+def _binary(labels: torch.Tensor) -> torch.Tensor:
+    """Object (1) vs background (0); ``IGNORE`` stays."""
+    return torch.where(labels == IGNORE, labels, (labels > 0).long())
+
+
 def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> List[Dict[str, object]]:
     """The two floors: predicting background everywhere, and the same probes on raw pixels."""
     va = data.splits['val']
-    background = dict(name='all background', patch=dict(miou=all_background_miou(va['labels'], data.num_classes)))
+    background = dict(name='all background', patch=dict(miou=all_background_miou(va['labels'], data.num_classes)),
+                      foreground=dict(miou=all_background_miou(_binary(va['labels']), 2)))
     majority = torch.bincount(data.splits['train']['crop_labels'], minlength=len(data.classes)).argmax()
     if len(va['crop_labels']):
         background['crop_knn'] = dict(top1=100.0 * float((va['crop_labels'] == majority).float().mean()),

@@ -120,6 +120,8 @@ def test_raw_pixel_probe_on_colour_coded_patches_reaches_100(tmp_path):
     assert row['crop_knn']['top1'] == pytest.approx(100.0) and row['feature_dims'] == 3 * 16 * 16
     background, raw = floor_rows(data, mean, std, epochs=30)
     assert background['patch']['miou'] == pytest.approx(100 * (14 / 16) / 3)
+    assert background['foreground']['miou'] == pytest.approx(100 * (14 / 16) / 2)
+    assert raw['foreground']['miou'] == pytest.approx(100.0)
     assert background['crop_knn']['top1'] == pytest.approx(50.0)  # both classes equally frequent
     assert raw['name'] == 'raw pixels' and raw['patch']['miou'] == pytest.approx(100.0)
 

@@ -103,12 +103,13 @@ def load_model(args):
 
 
 def format_rows(result) -> str:
-    lines = [f"{'backbone':<22} {'patch mIoU':>10} {'patch acc':>9} {'crop k-NN top1':>14}"]
+    lines = [f"{'backbone':<22} {'patch mIoU':>10} {'patch acc':>9} {'fg mIoU':>8} {'crop k-NN top1':>14}"]
     for r in result['rows']:
         acc = r['patch'].get('accuracy')
+        fg = (r.get('foreground') or {}).get('miou')
         knn = (r.get('crop_knn') or {}).get('top1')
-        lines.append(f"{r['name']:<22} {r['patch']['miou']:>10.2f} "
-                     f"{'' if acc is None else f'{acc:.2f}':>9} {'' if knn is None else f'{knn:.2f}':>14}")
+        lines.append(f"{r['name']:<22} {r['patch']['miou']:>10.2f} {'' if acc is None else f'{acc:.2f}':>9} "
+                     f"{'' if fg is None else f'{fg:.2f}':>8} {'' if knn is None else f'{knn:.2f}':>14}")
     return '\n'.join(lines)
 
 
