@@ -14,6 +14,9 @@ from tests.det_helpers import write_coco
 from tests.helpers import ROOT, write_images
 
 JOB = os.path.join(ROOT, 'tools/run_default_job.py')
+# The smoke job (pre-training, two probes, two detectors, report) is about 5 min on 2 free cores; the fixture runs
+# inside whichever test comes first, so every test here may wait for it (pytest.ini's 900 s is per test).
+pytestmark = pytest.mark.timeout(2400)
 
 
 def _job(args, cwd=ROOT):
