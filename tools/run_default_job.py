@@ -372,8 +372,8 @@ def main(argv=None):
     started = time.time()
 
     own_pool, own_coco = args.unlabeled is not None, args.coco is not None
-    print(f'[stage 0] data: {"your folders" if own_pool and own_coco else "demo data (tools/data/prepare_demo_data.py)"}',
-          flush=True)
+    source = 'your folders' if own_pool and own_coco else 'demo data (tools/data/prepare_demo_data.py)'
+    print(f'[stage 0] data: {source}', flush=True)
     if not (own_pool and own_coco):
         data_root = osp.abspath(args.data_root)
         run([sys.executable, 'tools/data/prepare_demo_data.py', '--data-root', data_root, '--quiet',
@@ -407,7 +407,8 @@ def main(argv=None):
             stage_minutes[osp.relpath(st['folder'], wd)] = round(json.load(f)['seconds'] / 60, 1)
     summary = dict(
         preset=args.preset, seeds=seeds,
-        iterations=dict(pretrain=preset['pretrain_iters'], detection=None if args.no_detection else preset['det_iters']),
+        iterations=dict(pretrain=preset['pretrain_iters'],
+                        detection=None if args.no_detection else preset['det_iters']),
         probe=dict(img_size=preset['probe_img_size'], epochs=preset['probe_epochs']),
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         hardware=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU'

@@ -12,7 +12,8 @@ from collections import defaultdict
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-COLUMNS = (('patch mIoU', 'patch_miou', 1.0), ('foreground mIoU', 'fg_miou', 1.0), ('crop k-NN top-1', 'crop_knn_top1', 1.0),
+COLUMNS = (('patch mIoU', 'patch_miou', 1.0), ('foreground mIoU', 'fg_miou', 1.0),
+           ('crop k-NN top-1', 'crop_knn_top1', 1.0),
            ('AP box', 'bbox_mAP', 100.0), ('AP50 box', 'bbox_mAP_50', 100.0), ('AP mask', 'segm_mAP', 100.0),
            ('AP50 mask', 'segm_mAP_50', 100.0))
 

@@ -62,7 +62,7 @@ def test_default_job_smoke(smoke_job):
     for stage in ('pretrain_posfield', 'det_posfield', 'det_random'):  # every training stage ran with that seed
         assert 'seed: 3' in (sd / stage / 'stage.log').read_text()
     # progress: a line per stage with elapsed time and ETA, and live iteration counts from mmengine's log
-    assert re.search(r'\[stage 1/\d+\] pretrain posfield \(seed 3\): started \(elapsed \d+:\d\d:\d\d, ETA ', out.stdout)
+    assert re.search(r'\[stage 1/\d+\] pretrain posfield \(seed 3\): started\s+\(elapsed \d+:\d\d:\d\d, ETA ', out.stdout)
     assert re.search(r'pretrain posfield \(seed 3\): iter \d+/4 ', out.stdout)
     # the table names the data it was computed on: the user's folders and the class count
     assert 'my_coco/ val split (3 classes: ellipse, rectangle, triangle)' in out.stdout
@@ -134,7 +134,8 @@ def _load_job():
 
 def test_aggregate_mean_std_and_paired_differences():
     job = _load_job()
-    rows = [dict(init='posfield (ours)', seed=0, patch_miou=10.0), dict(init='posfield (ours)', seed=1, patch_miou=14.0),
+    rows = [dict(init='posfield (ours)', seed=0, patch_miou=10.0),
+            dict(init='posfield (ours)', seed=1, patch_miou=14.0),
             dict(init='random init', seed=0, patch_miou=7.0), dict(init='random init', seed=1, patch_miou=9.0)]
     table, paired = job.aggregate(rows, ['posfield (ours)', 'random init'], [0, 1])
     assert table['posfield (ours)']['patch_miou']['mean'] == 12.0
