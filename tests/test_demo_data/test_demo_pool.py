@@ -2,6 +2,7 @@
 re-use, and the pip-download code path, all without network (the downloader is injected)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -113,9 +114,37 @@ def test_pip_download_command_errors_and_cache(tmp_path, monkeypatch):
 def test_catalogue_selection():
     default = resolve_sources(None)
     assert default and all(s.default for s in default)
-    assert {s.name for s in resolve_sources(['all'])} > {s.name for s in default}
+    assert {s.name for s in resolve_sources(['all'])} >= {s.name for s in default}
     assert [s.name for s in resolve_sources(['caer', 'foolbox'])] == ['caer', 'foolbox']
     with pytest.raises(DemoDataError, match='unknown source'):
         resolve_sources(['imagenet'])
     with pytest.raises(DemoDataError, match='name must match'):
         Source(name='Bad Name', package='p', version='1', licence='x', members=('*',))
+
+
+@pytest.mark.skipif(shutil.which('dpkg-deb') is None, reason='dpkg-deb (Debian) is needed to build a test package')
+def test_debian_source_reads_files_and_symlinks_from_a_deb(tmp_path):
+    """A Debian-package source: photos are read from the .deb's data archive (a symlink to a photo included)."""
+    from projects.demo_data.sources import apt_download  # noqa: F401  (the default downloader exists)
+    pkg = tmp_path / 'pkg'
+    (pkg / 'DEBIAN').mkdir(parents=True)
+    (pkg / 'DEBIAN' / 'control').write_text('Package: fake-photos\nVersion: 1.0-1\nArchitecture: all\n'
+                                            'Maintainer: test <t@example.org>\nDescription: test\n')
+    photos = pkg / 'usr' / 'share' / 'fake'
+    photos.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(photos / 'a.jpg')
+    (photos / 'b.jpg').symlink_to('a.jpg')
+    (photos / 'notes.txt').write_text('not an image')
+    deb = tmp_path / 'fake-photos_1.0-1_all.deb'
+    subprocess.run(['dpkg-deb', '--build', '--root-owner-group', str(pkg), str(deb)], check=True,
+                   capture_output=True)
+    src = Source(name='fakedeb', package='fake-photos', version='1.0-1', registry='debian',
+                 members=('usr/share/fake/*.jpg',), licence='test')
+    assert src.requirement == 'debian:fake-photos=1.0-1'
+    recs = build_photo_pool([src], str(tmp_path / 'pool'), str(tmp_path), downloader=lambda s, d: str(deb),
+                            progress=False)
+    assert sorted(r['member'] for r in recs) == ['usr/share/fake/a.jpg', 'usr/share/fake/b.jpg']
+    assert all(r['origin'] == deb.name and r['size'] == [120, 90] for r in recs)
+    with pytest.raises(DemoDataError, match='registry must be one of'):
+        Source(name='x', package='x', version='1', registry='npm', members=('*',), licence='')

@@ -1,0 +1,233 @@
+"""Dense frozen-feature probes: a linear per-patch classifier scored by mIoU, and k-NN on instance crops.
+
+Protocol (docs/evidence.md): the paper's segmentation evaluation is a linear head on frozen features; here the
+head is a per-patch linear classifier over ``C + 1`` classes (background included) trained with cross-entropy
+on the train split's per-patch labels (:mod:`.coco_patches`), features standardised with the fitting set's
+statistics. Several learning rates are trained at once; the one with the best mIoU on a hold-out of the train
+*images* is chosen and its mIoU on the val split is reported. mIoU is the mean over the classes that occur in
+the val ground truth or the predictions of ``TP / (TP + FP + FN)`` counted over all val patches.
+
+Floor of the measure: predicting background everywhere scores ``(background patches / patches) / K`` with
+``K`` the number of classes present in the val ground truth (:func:`all_background_miou`).
+
+``foreground``: the same probe on class-agnostic labels (object vs background, K = 2), a second dense measure that
+needs no shape context: what separates objects from background in a patch.
+"""
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .coco_patches import IGNORE, CocoSplit, instance_crops, resized_image_and_labels
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]  # normalised (B, 3, S, S) -> patch features (B, N, D)
+
+
+def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(K, K)`` counts, rows = ground truth, columns = prediction; ``IGNORE`` ground truth is left out."""
+    pred, gt = pred.reshape(-1).long(), gt.reshape(-1).long()
+    keep = gt != IGNORE
+    pred, gt = pred[keep], gt[keep]
+    if ((gt < 0) | (gt >= num_classes)).any() or ((pred < 0) | (pred >= num_classes)).any():
+        raise ValueError(f'labels must lie in [0, {num_classes}) or be {IGNORE}')
+    return torch.bincount(gt * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def miou(cm: torch.Tensor) -> Dict[str, object]:
+    """``miou`` (percent), ``per_class_iou`` (percent, None for a class absent from ground truth and
+    predictions) and ``accuracy`` (percent of patches) of a confusion matrix."""
+    cm = cm.double()
+    tp = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - tp
+    present = union > 0
+    iou = torch.where(present, tp / union.clamp(min=1), torch.zeros_like(tp))
+    total = cm.sum()
+    return dict(miou=100.0 * float(iou[present].mean()) if bool(present.any()) else 0.0,
+                per_class_iou=[100.0 * float(v) if p else None for v, p in zip(iou, present)],
+                accuracy=100.0 * float(tp.sum() / total) if total > 0 else 0.0)
+
+
+def all_background_miou(gt: torch.Tensor, num_classes: int) -> float:
+    """mIoU (percent) of predicting background (class 0) for every patch."""
+    gt = gt.reshape(-1)
+    return miou(confusion_matrix(torch.zeros_like(gt), gt, num_classes))['miou']
+
+
+def train_patch_probe(train_x: torch.Tensor, train_y: torch.Tensor, train_img: torch.Tensor, val_x: torch.Tensor,
+                      val_y: torch.Tensor, num_classes: int, lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2),
+                      epochs: int = 20, batch_size: int = 4096, holdout: float = 0.2,
+                      seed: int = 0) -> Dict[str, object]:
+    """Linear per-patch probe (module docstring). ``train_img`` gives each training patch's image index, so the
+    hold-out never shares an image with the fitting set. Returns val ``miou``/``per_class_iou``/``accuracy``,
+    the chosen ``lr`` and per-lr hold-out and val mIoU."""
+    keep = train_y != IGNORE
+    train_x, train_y, train_img = train_x[keep].float(), train_y[keep].long(), train_img[keep]
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.unique(train_img)
+    perm = images[torch.randperm(len(images), generator=gen)]
+    n_hold = int(round(len(images) * holdout))
+    hold_images = perm[:n_hold] if 0 < n_hold < len(images) else perm[:0]
+    is_hold = torch.isin(train_img, hold_images)
+    fit_x, fit_y = train_x[~is_hold], train_y[~is_hold]
+    mu, sd = fit_x.mean(0, keepdim=True), fit_x.std(0, keepdim=True).clamp(min=1e-6)
+    fit_x = (fit_x - mu) / sd
+    torch.manual_seed(seed)
+    heads = nn.ModuleList(nn.Linear(fit_x.shape[1], num_classes) for _ in lrs)
+    for h in heads:
+        nn.init.zeros_(h.weight)
+        nn.init.zeros_(h.bias)
+    opt = torch.optim.AdamW([dict(params=h.parameters(), lr=lr) for h, lr in zip(heads, lrs)], weight_decay=1e-4)
+    steps = max((len(fit_x) + batch_size - 1) // batch_size, 1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    for _ in range(epochs):
+        order = torch.randperm(len(fit_x), generator=gen)
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            loss = sum(F.cross_entropy(h(fit_x[idx]), fit_y[idx]) for h in heads)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # independent heads: the sum trains each on its own loss
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        xv = (val_x.float() - mu) / sd
+        val = [miou(confusion_matrix(h(xv).argmax(1), val_y, num_classes)) for h in heads]
+        if bool(is_hold.any()):
+            xh = (train_x[is_hold] - mu) / sd
+            hold = [miou(confusion_matrix(h(xh).argmax(1), train_y[is_hold], num_classes))['miou'] for h in heads]
+            best = max(range(len(lrs)), key=lambda i: hold[i])
+        else:
+            hold = [None] * len(lrs)
+            best = 0
+    return dict(val[best], lr=float(lrs[best]), selected_by='holdout mIoU' if hold[0] is not None else 'first lr',
+                per_lr=[dict(lr=float(lr), holdout_miou=hold[i], val_miou=val[i]['miou'])
+                        for i, lr in enumerate(lrs)])
+
+
+def raw_pixel_encoder(patch: int) -> Encoder:
+    """The floor: each patch's normalised pixels as its feature (``3 * patch**2`` dims)."""
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(x, kernel_size=patch, stride=patch)  # (B, 3*p*p, N), patches in row-major order
+        return cols.transpose(1, 2)
+    return encode
+
+
+def _normalise(rgb: np.ndarray, mean, std) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float()
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def encode_batches(encoder: Encoder, rgb: np.ndarray, mean, std, batch_size: int = 16) -> torch.Tensor:
+    """Patch features ``(B, N, D)`` of ``(B, S, S, 3)`` uint8 images."""
+    out = [encoder(_normalise(rgb[i:i + batch_size], mean, std)).float() for i in range(0, len(rgb), batch_size)]
+    return torch.cat(out)
+
+
+class ProbeData:
+    """The resized images, per-patch labels and instance crops of a train/val pair, made once for all rows."""
+
+    def __init__(self, train: CocoSplit, val: CocoSplit, img_size: int, patch: int, crop_size: int):
+        if train.classes != val.classes:
+            raise ValueError(f'train and val categories differ: {train.ann_file} has {train.classes}, '
+                             f'{val.ann_file} has {val.classes}')
+        if img_size % patch or crop_size % patch:
+            raise ValueError(f'--img-size {img_size} and --crop-size {crop_size} must be multiples of the patch '
+                             f'size {patch}')
+        self.classes, self.img_size, self.patch, self.crop_size = train.classes, img_size, patch, crop_size
+        self.num_classes = len(train.classes) + 1
+        self.splits = {}
+        for s in (train, val):
+            imgs, labels, crops, crop_labels = [], [], [], []
+            for im in s.images:
+                rgb, lab = resized_image_and_labels(im, s.cat_to_label, img_size, patch)
+                imgs.append(rgb)
+                labels.append(lab)
+                c, cl = instance_crops(im, s.cat_to_label, crop_size)
+                crops += c
+                crop_labels += cl
+            self.splits[s.split] = dict(
+                images=np.stack(imgs), labels=torch.from_numpy(np.stack(labels)),
+                crops=np.stack(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
+                crop_labels=torch.tensor(crop_labels, dtype=torch.long))
+
+    def describe(self) -> Dict[str, object]:
+        out = dict(classes=self.classes, img_size=self.img_size, patch=self.patch, crop_size=self.crop_size)
+        for name, s in self.splits.items():
+            lab = s['labels']
+            out[name] = dict(images=len(s['images']), patches=int((lab != IGNORE).sum()),
+                             background_fraction=float((lab == 0).sum()) / max(int((lab != IGNORE).sum()), 1),
+                             instances=len(s['crop_labels']))
+        return out
+
+
+def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k: int = 20,
+              epochs: int = 20) -> Dict[str, object]:
+    """Both probes for one encoder: ``patch`` (linear per-patch mIoU on val) and ``crop_knn`` (weighted k-NN
+    top-1 of instance crops, feature = mean of the crop's patch features)."""
+    from projects.posfield.evaluation.knn import knn_classify
+    tr, va = data.splits['train'], data.splits['val']
+    ftr = encode_batches(encoder, tr['images'], mean, std)
+    fva = encode_batches(encoder, va['images'], mean, std)
+    n_tr, n_patch = ftr.shape[:2]
+    img_index = torch.arange(n_tr).repeat_interleave(n_patch)
+    patch = train_patch_probe(ftr.flatten(0, 1), tr['labels'].reshape(-1), img_index, fva.flatten(0, 1),
+                              va['labels'].reshape(-1), data.num_classes, epochs=epochs, seed=seed)
+    ytr, yva = tr['labels'].reshape(-1), va['labels'].reshape(-1)
+    foreground = train_patch_probe(ftr.flatten(0, 1), _binary(ytr), img_index, fva.flatten(0, 1), _binary(yva), 2,
+                                   epochs=epochs, seed=seed)
+    row = dict(patch=patch, foreground=foreground, feature_dims=int(ftr.shape[-1]))
+    if len(tr['crop_labels']) and len(va['crop_labels']):
+        ctr = encode_batches(encoder, tr['crops'], mean, std).mean(1)
+        cva = encode_batches(encoder, va['crops'], mean, std).mean(1)
+        knn = knn_classify(ctr, tr['crop_labels'], cva, va['crop_labels'], data.num_classes - 1, k=knn_k)
+        row['crop_knn'] = dict(top1=knn['top1'], k=knn_k, train=len(ctr), val=len(cva))
+    return row
+
+
+def _binary(labels: torch.Tensor) -> torch.Tensor:
+    """Object (1) vs background (0); ``IGNORE`` stays."""
+    return torch.where(labels == IGNORE, labels, (labels > 0).long())
+
+
+def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> List[Dict[str, object]]:
+    """The two floors: predicting background everywhere, and the same probes on raw pixels."""
+    va = data.splits['val']
+    background = dict(name='all background', patch=dict(miou=all_background_miou(va['labels'], data.num_classes)),
+                      foreground=dict(miou=all_background_miou(_binary(va['labels']), 2)))
+    majority = torch.bincount(data.splits['train']['crop_labels'], minlength=len(data.classes)).argmax()
+    if len(va['crop_labels']):
+        background['crop_knn'] = dict(top1=100.0 * float((va['crop_labels'] == majority).float().mean()),
+                                      note='most frequent training class for every crop')
+    raw = dict(name='raw pixels', **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs))
+    return [background, raw]
+
+
+def backbone_patch_encoder(backbone: nn.Module, with_cls: bool = True) -> Encoder:
+    """Final-normed last-layer patch tokens of a ViT on the whole canvas. ``with_cls=False`` runs a
+    :class:`PosFieldViT` without its [CLS] token, as the detector does (for backbone files that do not have
+    one: tools/model_converters/extract_backbone.py drops it)."""
+    from projects.posfield.evaluation.backbone_loader import encode
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if with_cls:
+            return encode(backbone, x)[1]
+        if not hasattr(backbone, '_embed'):
+            raise TypeError(f'{type(backbone).__name__} cannot run without its [CLS] token; pass a checkpoint '
+                            'that has one')
+        tokens, _ = backbone._embed(x)
+        tokens = tokens[:, 1:]  # pre_norm is per token: dropping [CLS] after it equals never adding it
+        for layer in backbone.layers:
+            tokens = layer(tokens)
+        return backbone.ln1(tokens) if backbone.final_norm else tokens
+    return run
+
+
+def summarise(values: Sequence[Optional[float]]) -> Dict[str, object]:
+    """mean, sample std (0 for one value) and n of the non-None values."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if len(v) == 0:
+        return dict(mean=None, std=None, n=0)
+    return dict(mean=float(v.mean()), std=float(v.std(ddof=1)) if len(v) > 1 else 0.0, n=int(len(v)))

@@ -1,0 +1,144 @@
+"""Known values of the dense probes: per-patch labels, mIoU, the all-background floor, and a probe on features
+that encode the label exactly (mIoU 100)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from projects.probes import (IGNORE, CocoProbeDataError, ProbeData, all_background_miou, confusion_matrix,
+                             load_split, miou, patch_labels, probe_row, raw_pixel_encoder, semantic_map,
+                             train_patch_probe)
+from projects.probes.dense import floor_rows, summarise
+
+
+def test_patch_labels_majority_ignore_and_ties():
+    m = np.zeros((4, 6), np.uint8)
+    m[:2, :2] = [[1, 1], [1, 0]]          # cell 0: three 1s, one 0 -> 1
+    m[:2, 2:4] = [[2, 2], [1, 1]]         # cell 1: tie 1/2 -> the smaller label, 1
+    m[:2, 4:6] = IGNORE                   # cell 2: nothing votes -> IGNORE
+    m[2:, 0:2] = [[IGNORE, IGNORE], [IGNORE, 2]]  # cell 3: the one voting pixel wins
+    assert patch_labels(m, 2, 3).tolist() == [1, 1, IGNORE, 2, 0, 0]
+    with pytest.raises(ValueError, match='multiple of the patch size'):
+        patch_labels(m, 4, 3)
+
+
+def test_miou_perfect_and_known_confusion():
+    gt = torch.tensor([0, 0, 1, 1, 2, IGNORE])
+    assert miou(confusion_matrix(gt.clamp(max=2), gt, 3))['miou'] == pytest.approx(100.0)
+    pred = torch.tensor([0, 1, 1, 1, 0, 0])
+    res = miou(confusion_matrix(pred, gt, 4))  # class 3 absent everywhere: left out of the mean
+    # IoU: bg 1/(2+1) (TP 1, FN 1, FP 1 from the class-2 patch); class 1: 2/3; class 2: 0
+    assert res['per_class_iou'][:3] == pytest.approx([100 / 3, 200 / 3, 0.0])
+    assert res['per_class_iou'][3] is None
+    assert res['miou'] == pytest.approx((100 / 3 + 200 / 3) / 3)
+    assert res['accuracy'] == pytest.approx(60.0)
+
+
+def test_all_background_floor_is_background_fraction_over_present_classes():
+    gt = torch.tensor([0] * 6 + [1, 1, 3, IGNORE])  # 9 valid patches, 6 background, classes {0,1,3} present
+    assert all_background_miou(gt, 4) == pytest.approx(100 * (6 / 9) / 3)
+
+
+def _one_hot_features(labels, num_classes, gen):
+    return torch.nn.functional.one_hot(labels.clamp(max=num_classes - 1), num_classes).float() * 3 \
+        + 0.1 * torch.randn(len(labels), num_classes, generator=gen)
+
+
+def test_probe_on_features_that_encode_the_label_reaches_100():
+    gen = torch.Generator().manual_seed(0)
+    k = 4
+    ytr = torch.randint(0, k, (2000,), generator=gen)
+    ytr[::7] = 0
+    yva = torch.randint(0, k, (500,), generator=gen)
+    imgs = torch.arange(2000) // 100
+    res = train_patch_probe(_one_hot_features(ytr, k, gen), ytr, imgs, _one_hot_features(yva, k, gen), yva, k,
+                            epochs=10)
+    assert res['miou'] == pytest.approx(100.0)
+    assert res['selected_by'] == 'holdout mIoU' and len(res['per_lr']) == 4
+
+
+def test_probe_on_uninformative_features_stays_near_chance():
+    gen = torch.Generator().manual_seed(1)
+    ytr, yva = torch.randint(0, 2, (2000,), generator=gen), torch.randint(0, 2, (1000,), generator=gen)
+    res = train_patch_probe(torch.randn(2000, 8, generator=gen), ytr, torch.arange(2000) // 50,
+                            torch.randn(1000, 8, generator=gen), yva, 2, epochs=5)
+    assert res['accuracy'] < 60.0
+
+
+def test_summarise():
+    assert summarise([1.0, 3.0]) == dict(mean=2.0, std=pytest.approx(np.sqrt(2.0)), n=2)
+    assert summarise([5.0, None]) == dict(mean=5.0, std=0.0, n=1)
+    assert summarise([]) == dict(mean=None, std=None, n=0)
+
+
+def _write_coloured_coco(root, n_train=6, n_val=3, size=64):
+    """Class k is a square of colour COLOURS[k] on a grey background: raw pixels identify each patch's class."""
+    colours = [(230, 30, 30), (30, 230, 30)]
+    (root / 'annotations').mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (('train', n_train), ('val', n_val)):
+        (root / split).mkdir()
+        images, anns = [], []
+        for i in range(n):
+            a = np.full((size, size, 3), 128, np.uint8)
+            for k, col in enumerate(colours):
+                x0, y0 = 16 * int(rng.integers(0, 2)) + 32 * k, 16 * int(rng.integers(0, 4))
+                a[y0:y0 + 16, x0:x0 + 16] = col
+                anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=k + 1, iscrowd=0, area=256.0,
+                                 bbox=[x0, y0, 16, 16],
+                                 segmentation=[[x0, y0, x0 + 16, y0, x0 + 16, y0 + 16, x0, y0 + 16]]))
+            Image.fromarray(a).save(root / split / f'{i}.png')
+            images.append(dict(id=i + 1, file_name=f'{i}.png', width=size, height=size))
+        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(dict(
+            images=images, annotations=anns, categories=[dict(id=1, name='red'), dict(id=2, name='green')])))
+    return str(root)
+
+
+def test_semantic_map_paints_smaller_instances_on_top(tmp_path):
+    root = _write_coloured_coco(tmp_path / 'c')
+    split = load_split(root, 'train')
+    img = split.images[0]
+    big = dict(id=99, image_id=1, category_id=1, iscrowd=0, area=4096.0, bbox=[0, 0, 64, 64],
+               segmentation=[[0, 0, 64, 0, 64, 64, 0, 64]])
+    img.anns = [img.anns[1], big]  # the small green square listed first, the large red one after it
+    m = semantic_map(img, split.cat_to_label)
+    x, y = img.anns[0]['bbox'][:2]
+    assert (m[y:y + 16, x:x + 16] == 2).all() and (m == 1).sum() == 64 * 64 - 256
+
+
+def test_raw_pixel_probe_on_colour_coded_patches_reaches_100(tmp_path):
+    root = _write_coloured_coco(tmp_path / 'c')
+    data = ProbeData(load_split(root, 'train'), load_split(root, 'val'), img_size=64, patch=16, crop_size=16)
+    desc = data.describe()
+    assert desc['train']['patches'] == 6 * 16 and desc['val']['instances'] == 6
+    assert desc['val']['background_fraction'] == pytest.approx(14 / 16)
+    mean, std = (128.0,) * 3, (64.0,) * 3
+    row = probe_row(raw_pixel_encoder(16), data, mean, std, epochs=30, knn_k=3)
+    assert row['patch']['miou'] == pytest.approx(100.0)
+    assert row['crop_knn']['top1'] == pytest.approx(100.0) and row['feature_dims'] == 3 * 16 * 16
+    background, raw = floor_rows(data, mean, std, epochs=30)
+    assert background['patch']['miou'] == pytest.approx(100 * (14 / 16) / 3)
+    assert background['foreground']['miou'] == pytest.approx(100 * (14 / 16) / 2)
+    assert raw['foreground']['miou'] == pytest.approx(100.0)
+    assert background['crop_knn']['top1'] == pytest.approx(50.0)  # both classes equally frequent
+    assert raw['name'] == 'raw pixels' and raw['patch']['miou'] == pytest.approx(100.0)
+
+
+def test_raw_pixel_encoder_patch_order_matches_labels():
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4).repeat(1, 1, 1, 1)
+    x = torch.cat([x, x[:, :1]], 1)  # 3 channels
+    feats = raw_pixel_encoder(2)(x)
+    assert feats.shape == (1, 4, 12)
+    # patch 1 (row 0, col 1) starts at pixel (0, 2) of channel 0
+    assert feats[0, 1, 0] == x[0, 0, 0, 2] and feats[0, 2, 0] == x[0, 0, 2, 0]
+
+
+def test_load_split_names_what_is_missing(tmp_path):
+    with pytest.raises(CocoProbeDataError, match='instances_train.json'):
+        load_split(str(tmp_path), 'train')
+    root = _write_coloured_coco(tmp_path / 'c')
+    (tmp_path / 'c' / 'val' / '0.png').unlink()
+    with pytest.raises(CocoProbeDataError, match=r"image '0.png'"):
+        load_split(root, 'val')

@@ -1,0 +1,127 @@
+"""tools/analysis/dense_probe.py loads every backbone file the repository writes (pre-training checkpoint, with
+its config read from the checkpoint; extract_backbone.py output; a config for random init) and writes the rows."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from tests.det_helpers import write_coco
+from tests.helpers import ROOT, TINY_PRETRAIN
+
+
+def _tool(path):
+    spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3], osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """A PosFieldSSL checkpoint with mmengine's meta.cfg (as tools/train.py writes it) and its extracted backbone."""
+    import projects.posfield  # noqa: F401
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    d = tmp_path_factory.mktemp('probe_ckpt')
+    cfg = Config.fromfile(TINY_PRETRAIN)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = str(d / 'iter_6.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {'iter': 6, 'cfg': cfg.pretty_text}}, ckpt)
+    backbone = str(d / 'backbone.pth')
+    _tool('tools/model_converters/extract_backbone.py').main([ckpt, backbone])
+    return dict(ckpt=ckpt, backbone=backbone, model=model)
+
+
+@pytest.fixture(scope='module')
+def coco(tmp_path_factory):
+    return write_coco(tmp_path_factory.mktemp('probe_coco'), n_train=4, n_val=2, size=64)
+
+
+def _run(args):
+    return _tool('tools/analysis/dense_probe.py').main(args)
+
+
+def test_probe_of_pretraining_checkpoint_with_floors(checkpoints, coco, tmp_path):
+    out = tmp_path / 'probe.json'
+    res = _run([checkpoints['ckpt'], '--coco', coco, '--out', str(out), '--floors', '--img-size', '32',
+                '--crop-size', '16', '--epochs', '2'])
+    saved = json.loads(out.read_text())
+    assert saved['rows'] == json.loads(json.dumps(res['rows']))
+    assert [r['name'] for r in saved['rows']] == ['iter_6', 'all background', 'raw pixels']
+    ours, background, raw = saved['rows']
+    assert ours['with_cls'] is True and 'teacher' in ours['source']
+    assert ours['feature_dims'] == 64 and raw['feature_dims'] == 3 * 8 * 8
+    for r in (ours, raw):
+        assert 0.0 <= r['patch']['miou'] <= 100.0 and 0.0 <= r['crop_knn']['top1'] <= 100.0
+    assert saved['data']['classes'] == ['ellipse', 'rectangle', 'triangle'] and saved['data']['val']['images'] == 2
+
+
+def test_teacher_features_are_the_ones_probed(checkpoints, coco):
+    """The loaded backbone equals the checkpoint's teacher, not its student."""
+    tool = _tool('tools/analysis/dense_probe.py')
+    args = tool.parse_args([checkpoints['ckpt'], '--coco', coco, '--out', 'unused.json'])
+    loaded, _, with_cls = tool.load_model(args)
+    prefix = 'teacher.module.backbone.'
+    teacher = {k[len(prefix):]: v for k, v in checkpoints['model'].state_dict().items() if k.startswith(prefix)}
+    student = {k[len('backbone.'):]: v for k, v in checkpoints['model'].state_dict().items()
+               if k.startswith('backbone.')}
+    assert teacher and with_cls
+    state = loaded.backbone.state_dict()
+    for k, v in teacher.items():
+        assert torch.equal(state[k], v), k
+    assert any(not torch.equal(state[k], v) for k, v in student.items())
+
+
+def test_probe_of_extracted_backbone_runs_without_cls(checkpoints, coco, tmp_path):
+    out = tmp_path / 'probe.json'
+    _run([checkpoints['backbone'], '--config', TINY_PRETRAIN, '--coco', coco, '--out', str(out), '--img-size', '32',
+          '--crop-size', '16', '--epochs', '2', '--name', 'extracted'])
+    row = json.loads(out.read_text())['rows'][0]
+    assert row['name'] == 'extracted' and row['with_cls'] is False
+
+
+def test_extracted_backbone_finds_its_config_through_the_source_checkpoint(checkpoints, coco, tmp_path):
+    out = tmp_path / 'probe.json'
+    _run([checkpoints['backbone'], '--coco', coco, '--out', str(out), '--img-size', '32', '--crop-size', '16',
+          '--epochs', '1'])
+    assert json.loads(out.read_text())['rows'][0]['with_cls'] is False
+
+
+def test_no_cls_encoder_equals_the_patch_tokens_of_a_cls_free_forward(checkpoints):
+    """Running without [CLS] is what the detector does; with [CLS] the tokens differ (attention mixes it in)."""
+    from projects.posfield.evaluation import load_backbone
+    from projects.probes import backbone_patch_encoder
+    loaded = load_backbone(TINY_PRETRAIN, checkpoints['ckpt'])
+    bb = loaded.backbone
+    x = torch.randn(2, 3, 32, 32)
+    no_cls = backbone_patch_encoder(bb, with_cls=False)(x)
+    patches, hw = bb.patch_embed(x)
+    tokens = bb.pre_norm(patches + bb.pos_field.for_whole_image(2, hw))
+    for layer in bb.layers:
+        tokens = layer(tokens)
+    assert torch.allclose(no_cls, bb.ln1(tokens), atol=1e-5)
+    assert not torch.allclose(no_cls, backbone_patch_encoder(bb, with_cls=True)(x), atol=1e-3)
+
+
+def test_random_init_from_config_depends_on_seed(coco, tmp_path):
+    a, b = tmp_path / 'a.json', tmp_path / 'b.json'
+    common = ['--coco', coco, '--img-size', '32', '--crop-size', '16', '--epochs', '1']
+    ra = _run([TINY_PRETRAIN, '--out', str(a), '--seed', '0'] + common)
+    rb = _run([TINY_PRETRAIN, '--out', str(b), '--seed', '0'] + common)
+    assert ra['rows'][0]['name'] == 'random init' and ra['rows'][0]['patch'] == rb['rows'][0]['patch']
+    rc = _run([TINY_PRETRAIN, '--out', str(a), '--seed', '0', '--without-cls'] + common)
+    assert ra['rows'][0]['with_cls'] is True and rc['rows'][0]['with_cls'] is False
+
+
+def test_checkpoint_without_config_is_a_clear_error(checkpoints, coco, tmp_path):
+    bare = tmp_path / 'bare.pth'
+    torch.save({'state_dict': torch.load(checkpoints['backbone'])['state_dict']}, bare)
+    with pytest.raises(SystemExit, match='--config'):
+        _run([str(bare), '--coco', coco, '--out', str(tmp_path / 'x.json')])
