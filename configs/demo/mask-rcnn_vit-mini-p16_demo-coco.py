@@ -11,7 +11,7 @@ model = dict(
     backbone=dict(arch='ViT-mini', window_size=8, global_attn_indexes=(2, 5), img_size=image_size[0],
                   pos_field=dict(field_size=16), drop_path_rate=0.1,  # 16: also for the random-init run
                   init_cfg=dict(_delete_=True, type='Pretrained',
-                                checkpoint='work_dirs/default_job/pretrain_posfield/backbone.pth')),
+                                checkpoint='work_dirs/default_job/seed_0/pretrain_posfield/backbone.pth')),
     neck=dict(backbone_channel=192, out_channels=ch),
     rpn_head=dict(in_channels=ch, feat_channels=ch),
     roi_head=dict(

@@ -166,7 +166,7 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
               epochs: int = 20) -> Dict[str, object]:
     """Both probes for one encoder: ``patch`` (linear per-patch mIoU on val) and ``crop_knn`` (weighted k-NN
     top-1 of instance crops, feature = mean of the crop's patch features)."""
-    from projects.posfield.evaluation.knn import knn_classify
+    from projects.analysis.knn import knn_classify
     tr, va = data.splits['train'], data.splits['val']
     ftr = encode_batches(encoder, tr['images'], mean, std)
     fva = encode_batches(encoder, va['images'], mean, std)
@@ -208,7 +208,7 @@ def backbone_patch_encoder(backbone: nn.Module, with_cls: bool = True) -> Encode
     """Final-normed last-layer patch tokens of a ViT on the whole canvas. ``with_cls=False`` runs a
     :class:`PosFieldViT` without its [CLS] token, as the detector does (for backbone files that do not have
     one: tools/model_converters/extract_backbone.py drops it)."""
-    from projects.posfield.evaluation.backbone_loader import encode
+    from projects.analysis.encoding import encode
 
     @torch.no_grad()
     def run(x: torch.Tensor) -> torch.Tensor:

@@ -93,7 +93,7 @@ def read_scalars(path: str) -> List[Dict]:
 
 def loss_curves(wd: str) -> Optional[bytes]:
     """One panel per stage (pretrain_posfield, det_random, ...), one line per seed, every logged loss key."""
-    from projects.posfield.evaluation.visual import pyplot
+    from projects.analysis.visual import pyplot
     series = defaultdict(lambda: defaultdict(list))  # stage -> (seed, key) -> [(x, y)]
     for path in sorted(glob.glob(osp.join(wd, 'seed_*', '*', '*', 'vis_data', 'scalars.json'))):
         rel = osp.relpath(path, wd).split(os.sep)
