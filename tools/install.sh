@@ -41,6 +41,17 @@ if [ ! -x "$VENV/bin/python" ] && [ "${FREE_MB:-0}" -lt 9000 ]; then
   die "only ${FREE_MB} MB free under $(dirname "$VENV"); the environment needs about 9 GB (torch's CUDA wheel is 5.5 GB)"
 fi
 
+# Headless Chromium renders the default job's report.html in its test. Under CI it must be there; elsewhere a
+# missing Chromium (no root, no apt) only skips that test.
+ensure_chromium() {
+  if [ "${CI:-}" = true ]; then
+    bash "$ROOT/tools/ci/install_chromium.sh" || die "could not install chromium (needed by the report test under CI)"
+  else
+    bash "$ROOT/tools/ci/install_chromium.sh" \
+      || say "warning: chromium not installed; the report rendering test will be skipped"
+  fi
+}
+
 # ---- virtual environment ------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV (Python $PYVER)"
@@ -61,6 +72,7 @@ then
   say "stack already installed in $VENV; checking the remaining requirements"
   "${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
   [ "${SKIP_OPTIONAL:-0}" = 1 ] || "${PIP[@]}" install -q -r "$ROOT/requirements/optional.txt"
+  ensure_chromium
   say "ok"
   exit 0
 fi
@@ -126,4 +138,5 @@ import mmcv.ops, mmdet.models, mmpretrain.models  # noqa: F401
 print(f"torch {torch.__version__}  mmengine {mmengine.__version__}  mmcv {mmcv.__version__}  "
       f"mmdet {mmdet.__version__}  mmpretrain {mmpretrain.__version__}  cuda {torch.cuda.is_available()}")
 EOF
+ensure_chromium
 say "done: activate with 'source $VENV/bin/activate'"
