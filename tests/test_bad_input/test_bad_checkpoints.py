@@ -165,7 +165,9 @@ def test_test_tool_refuses_a_detector_of_another_width(tmp_path):
     init_default_scope('mmdet')
     cfg = Config.fromfile(TINY_DET)
     model = MODELS.build(cfg.model)
-    cfg.model.backbone.arch.update(embed_dims=32, feedforward_channels=64)  # half the config's width
+    from projects.posfield.models.utils.archs import vit_arch
+    cfg.model.backbone.arch = dict(vit_arch(cfg.model.backbone.arch), embed_dims=32,
+                                   feedforward_channels=64)  # half the config's width
     cfg.model.neck.update(backbone_channel=32, in_channels=[8, 16, 32, 32])
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, tmp_path / 'narrow.pth')
     with pytest.raises(CheckpointMismatchError) as err:

@@ -69,6 +69,10 @@ class GeneratedData:
 
     IMAGENET_WNIDS = ('n01440764', 'n01443537')  # ImageNet class folders; labels 0 and 1
     COCO_CATEGORIES = ((1, 'person'), (3, 'car'), (18, 'dog'))  # real COCO ids/names (the 80-class configs)
+    COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31,
+                32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58,
+                59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89,
+                90)  # COCO 2017's 80 category ids, in mmdet's class order
     SHAPE_CATEGORIES = ((1, 'ellipse'), (2, 'rectangle'), (3, 'triangle'))  # the CPU / demo COCO-format configs
 
     def __init__(self, base: Path):
@@ -106,8 +110,10 @@ class GeneratedData:
                 _save_jpeg(root / ('nested' if i % 2 else '') / f'img_{i}.jpg', _texture(rng, 64 + 8 * i, 96 - 8 * i))
         return self._once('image_folder', write)
 
-    def _coco(self, root: Path, categories, splits: Sequence[Tuple[str, str, int]], seed: int) -> None:
-        """COCO instance set: for each (image folder, annotation file, n) n images with 2 polygon objects."""
+    def _coco(self, root: Path, categories, splits: Sequence[Tuple[str, str, int]], seed: int,
+              listed=None) -> None:
+        """COCO instance set: for each (image folder, annotation file, n) n images with 2 polygon objects of
+        ``categories``; the file lists ``listed`` (default: the same) as its categories."""
         rng = np.random.default_rng(seed)
         (root / 'annotations').mkdir(parents=True)
         kinds = ('ellipse', 'rectangle', 'triangle')
@@ -133,15 +139,20 @@ class GeneratedData:
                 name = f'{img_dir.strip("/")}_{i:03d}.jpg'
                 img.save(root / img_dir / name, quality=90)
                 images.append(dict(id=i + 1, file_name=name, width=w, height=h))
-            cats = [dict(id=cid, name=cname, supercategory='thing') for cid, cname in categories]
+            cats = [dict(id=cid, name=cname, supercategory='thing') for cid, cname in (listed or categories)]
             (root / 'annotations' / ann_name).write_text(json.dumps(dict(images=images, annotations=anns,
                                                                             categories=cats)))
 
     # COCO 2017 layout and category names (the ViT-B/S Mask R-CNN configs)
     def coco2017(self) -> str:
+        from mmdet.datasets import CocoDataset
+        # the file lists all 80 categories under their real ids, as COCO's own files do (the checked dataset
+        # refuses a file that lacks config classes)
+        listed = list(zip(self.COCO_IDS, CocoDataset.METAINFO['classes']))
         return self._once('coco2017', lambda root: self._coco(
             root, self.COCO_CATEGORIES,
-            [('train2017', 'instances_train2017.json', TRAIN_ITEMS), ('val2017', 'instances_val2017.json', 1)], 3))
+            [('train2017', 'instances_train2017.json', TRAIN_ITEMS), ('val2017', 'instances_val2017.json', 1)], 3,
+            listed=listed))
 
     # the COCO-format layout of the CPU and demo detection configs (shape classes, train/ val/)
     def coco_shapes(self) -> str:
