@@ -277,12 +277,11 @@ def run_stage(stage, args, preset, classes, progress):
         cmd = [sys.executable, 'tools/analysis/dense_probe.py', model, '--coco', args.coco_root, '--out', out,
                '--seed', str(seed), '--img-size', str(preset['probe_img_size']),
                '--epochs', str(preset['probe_epochs']), '--name', stage['init']]
-        if stage['backbone']:  # the config as trained (with --pretrain-options) is read from the checkpoint
-            pass
-        else:
-            # random init runs without [CLS], like the extracted teachers (and the detector)
-            cmd += ['--floors', '--without-cls'] + (['--cfg-options'] + args.pretrain_options
-                                                    if args.pretrain_options else [])
+        # every row runs without [CLS], as the detector does; a teacher's config (as trained, with
+        # --pretrain-options) is read from its checkpoint
+        cmd.append('--without-cls')
+        if not stage['backbone']:
+            cmd += ['--floors'] + (['--cfg-options'] + args.pretrain_options if args.pretrain_options else [])
         run(cmd, osp.join(folder, 'stage.log'), progress, stage)
         return [out]
     iters = preset['det_iters']

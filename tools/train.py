@@ -102,6 +102,12 @@ def main(argv=None):
     runner = build_runner(cfg, args.config)
     with clear_config_errors(cfg, args.config):  # datasets and hooks are built lazily, in train()
         runner.train()
+    # Leave the process group before exit: a gloo group torn down by interpreter shutdown can abort a rank
+    # ("terminate called without an active exception") after training has finished.
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -79,19 +79,35 @@ def test_teacher_features_are_the_ones_probed(checkpoints, coco):
     assert any(not torch.equal(state[k], v) for k, v in student.items())
 
 
-def test_probe_of_extracted_backbone_runs_without_cls(checkpoints, coco, tmp_path):
+def test_probe_of_extracted_backbone_keeps_its_cls_unless_told(checkpoints, coco, tmp_path):
     out = tmp_path / 'probe.json'
-    _run([checkpoints['backbone'], '--config', TINY_PRETRAIN, '--coco', coco, '--out', str(out), '--img-size', '32',
-          '--crop-size', '16', '--epochs', '2', '--name', 'extracted'])
+    common = ['--config', TINY_PRETRAIN, '--coco', coco, '--img-size', '32', '--crop-size', '16', '--epochs', '2',
+              '--name', 'extracted']
+    _run([checkpoints['backbone'], '--out', str(out)] + common)  # extract_backbone.py keeps the [CLS] token
     row = json.loads(out.read_text())['rows'][0]
-    assert row['name'] == 'extracted' and row['with_cls'] is False
+    assert row['name'] == 'extracted' and row['with_cls'] is True
+    _run([checkpoints['backbone'], '--out', str(out), '--without-cls'] + common)
+    assert json.loads(out.read_text())['rows'][0]['with_cls'] is False
+
+
+def test_backbone_file_without_cls_runs_without_it(checkpoints, coco, tmp_path):
+    """Backbone files written before extract_backbone.py kept the [CLS] token still probe (without it)."""
+    import torch
+    ckpt = torch.load(checkpoints['backbone'], weights_only=True)
+    ckpt['state_dict'] = {k: v for k, v in ckpt['state_dict'].items() if 'cls_' not in k}
+    old = tmp_path / 'old_backbone.pth'
+    torch.save(ckpt, old)
+    out = tmp_path / 'probe.json'
+    _run([str(old), '--config', TINY_PRETRAIN, '--coco', coco, '--out', str(out), '--img-size', '32',
+          '--crop-size', '16', '--epochs', '1'])
+    assert json.loads(out.read_text())['rows'][0]['with_cls'] is False
 
 
 def test_extracted_backbone_finds_its_config_through_the_source_checkpoint(checkpoints, coco, tmp_path):
     out = tmp_path / 'probe.json'
     _run([checkpoints['backbone'], '--coco', coco, '--out', str(out), '--img-size', '32', '--crop-size', '16',
           '--epochs', '1'])
-    assert json.loads(out.read_text())['rows'][0]['with_cls'] is False
+    assert json.loads(out.read_text())['rows'][0]['with_cls'] is True
 
 
 def test_no_cls_encoder_equals_the_patch_tokens_of_a_cls_free_forward(checkpoints):
