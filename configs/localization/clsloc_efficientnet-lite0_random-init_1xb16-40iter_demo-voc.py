@@ -11,10 +11,12 @@ _base_ = [
 data_root = 'data/voc_loc/'
 classes = ('tree', 'ellipse', 'rectangle', 'triangle', 'star', 'cross', 'crescent')
 img_size = 96
-# the ImageNet Lite0 weights expect RGB scaled as (x / 255 - 0.5) / 0.5; every initialisation uses it
+# the ImageNet Lite0 weights expect RGB scaled as (x / 255 - 0.5) / 0.5; every initialisation uses it.
+# BN momentum 0.1 (the package's 0.01 leaves the running statistics of random / SimCLR weights near their
+# initial values after this short schedule, and the test would use them)
 model = dict(
     data_preprocessor=dict(num_classes=len(classes), mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5]),
-    backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0'),
+    backbone=dict(_delete_=True, type='EfficientNetLite', arch='lite0', bn_momentum=0.1),
     head=dict(num_classes=len(classes)),
     init='random',
     init_checkpoint=None)
