@@ -142,3 +142,25 @@ def test_missing_lite_packages_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, 'efficientnet_lite_pytorch', None)
     with pytest.raises(ImportError, match=r'pip install efficientnet-lite-pytorch==0\.1\.0'):
         efficientnet_lite.EfficientNetLite()
+
+
+def test_efficientnet_lite_bn_momentum_reaches_every_norm_and_moves_the_running_statistics():
+    import torch.nn as nn
+    from projects.simclr_loc.models.backbones.efficientnet_lite import EfficientNetLite
+    norms = lambda m: [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]  # noqa: E731
+    torch.manual_seed(0)
+    package = EfficientNetLite()
+    torch.manual_seed(0)  # the same weights: only the momentum differs
+    fast = EfficientNetLite(bn_momentum=0.1)
+    assert {round(x.momentum, 6) for x in norms(package)} == {0.01}  # the package's TensorFlow-style 0.99 decay
+    assert {x.momentum for x in norms(fast)} == {0.1} and len(norms(fast)) == len(norms(package))
+    x = torch.randn(2, 3, 64, 64) * 3 + 2
+    for model in (package, fast):
+        model.train()
+        with torch.no_grad():
+            model(x)
+    # from its initial 0, one step moves the stem's running mean by momentum x the batch mean: 10x further
+    torch.testing.assert_close(fast.model._bn0.running_mean, 10 * package.model._bn0.running_mean, rtol=1e-4,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match='bn_momentum must be in'):
+        EfficientNetLite(bn_momentum=0.0)

@@ -100,3 +100,23 @@ def test_bad_arguments_are_explained(checkpoints, capsys):
     simclr_cfg = osp.join(ROOT, 'configs/simclr/simclr_efficientnet-b0_1xb8-10iter_cpu-tiny.py')
     with pytest.raises(ValueError, match='needs a classifier with a head'):
         tool.main([simclr_cfg, ckpt_a, '--img', images[0], '--out-dir', str(tmp / 'x')])
+
+
+def test_three_models_with_compare_and_cfg_options(checkpoints):
+    tmp, (ckpt_a, ckpt_b), images = checkpoints
+    tool = load_tool()
+    results = tool.main([TINY_LOC, ckpt_a, '--compare', TINY_LOC, ckpt_b, '--compare', TINY_LOC, ckpt_a,
+                         '--img', images[0], '--out-dir', str(tmp / 'out3'), '--display-size', '96', '--device', 'cpu',
+                         '--names', 'A', 'B', 'C', '--cfg-options', 'model.head.box_hidden_channels=32'])
+    canvas = cv2.imread(results[0]['out'])
+    assert canvas.shape == (96 + 22, 4 * 96, 3)  # input | A | B | C
+    cams = results[0]['cams']
+    np.testing.assert_allclose(cams[0], cams[2])  # the same checkpoint twice gives the same map
+    assert not np.allclose(cams[0], cams[1])
+    # the options reach every model: a head of another width no longer fits the checkpoints
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        tool.main([TINY_LOC, ckpt_a, '--img', images[0], '--out-dir', str(tmp / 'x'), '--device', 'cpu',
+                   '--cfg-options', 'model.head.box_hidden_channels=16'])
+    with pytest.raises(SystemExit):
+        tool.parse_args([TINY_LOC, ckpt_a, '--compare', TINY_LOC, ckpt_b, '--names', 'A', '--img', images[0],
+                         '--out-dir', str(tmp)])

@@ -14,6 +14,7 @@ from tests.test_simclr_loc.voc_fixture import write_voc
 LOC = sorted(glob.glob(osp.join(ROOT, 'configs/localization/*.py')))
 SIMCLR = sorted(glob.glob(osp.join(ROOT, 'configs/simclr/*.py')))
 FRACTIONS = [p for p in LOC if re.search(r'simclr-in1k_.*-\d+pct\.py$', p)]
+DEMO = [p for p in LOC if p.endswith('_demo-voc.py')]  # tools/run_localization_job.py
 
 
 @pytest.mark.parametrize('path', LOC + SIMCLR, ids=[osp.basename(p) for p in LOC + SIMCLR])
@@ -22,7 +23,7 @@ def test_every_config_is_mmpretrain_scope_with_the_project_import(path):
     assert cfg.default_scope == 'mmpretrain'
     assert cfg.custom_imports == dict(imports=['projects.simclr_loc'], allow_failed_imports=False)
     if '/localization/' in path:
-        assert cfg.val_evaluator.type == 'LocalizationMetric' and cfg.model.type == 'ClsLocModel'
+        assert cfg.test_evaluator.type == 'LocalizationMetric' and cfg.model.type == 'ClsLocModel'
     else:
         assert cfg.model.type == 'SimCLR' and cfg.model.head.temperature == 0.1
         assert cfg.model.neck.out_channels == (64 if 'cpu-tiny' in path else 128)
@@ -45,7 +46,8 @@ def test_label_fraction_deltas():
 
 
 def test_init_variants():
-    get = {name: Config.fromfile(p) for p in LOC for name in ('random', 'supervised', 'lite0') if name in p}
+    get = {name: Config.fromfile(p) for p in LOC if p not in DEMO
+           for name in ('random', 'supervised', 'lite0') if name in p}
     assert get['random'].model.init == 'random'
     assert get['supervised'].model.init == 'supervised' and get['supervised'].model.init_checkpoint.endswith('.pth')
     lite = get['lite0'].model
@@ -71,3 +73,31 @@ def test_voc0712_data_config_reads_a_vocdevkit(tmp_path):
                                                                             str(tmp_path / 'VOC2012')}
     assert sample['inputs'].shape == (3, 224, 224)
     assert sample['data_samples'].gt_bboxes.shape == (1, 4) and sample['data_samples'].ori_gt_bboxes.shape == (1, 4)
+
+
+def test_demo_voc_configs_differ_only_in_init():
+    """SimCLR, random and ImageNet rows of the localisation job: one architecture, one schedule, one data set."""
+    cfgs = {re.search(r'lite0_(.+?)_1x', osp.basename(p)).group(1): Config.fromfile(p) for p in DEMO}
+    assert set(cfgs) == {'random-init', 'simclr-demo-pool', 'imagenet-lite0'}
+    inits = {k: (c.model.pop('init'), c.model.pop('init_checkpoint', None)) for k, c in cfgs.items()}
+    assert inits['random-init'] == ('random', None) and inits['imagenet-lite0'][0] == 'imagenet-lite0'
+    assert inits['simclr-demo-pool'][0] == 'simclr' and inits['simclr-demo-pool'][1].endswith('.pth')
+    base = cfgs['random-init']
+    for cfg in cfgs.values():
+        for key in ('model', 'train_dataloader', 'test_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg'):
+            assert cfg[key] == base[key], key
+    assert base.model.backbone == dict(type='EfficientNetLite', arch='lite0', bn_momentum=0.1)
+    assert base.model.data_preprocessor.mean == [127.5] * 3 and base.model.data_preprocessor.std == [127.5] * 3
+    name = osp.basename(DEMO[0])
+    assert base.train_cfg.max_iters == int(re.search(r'-(\d+)iter', name).group(1))
+    assert base.train_dataloader.batch_size == int(re.search(r'1xb(\d+)', name).group(1))
+    assert base.model.head.num_classes == len(base.train_dataloader.dataset.classes) == 7
+    assert base.get('val_dataloader') is None  # the test split never picks a checkpoint
+    assert 'label_fraction' not in base.test_dataloader.dataset
+    # the SimCLR checkpoint these configs start from is made by the same backbone and input scaling
+    simclr = Config.fromfile(next(p for p in SIMCLR if p.endswith('_demo-pool.py')))
+    # the same network; only the running-statistics momentum of fine-tuning differs
+    assert simclr.model.backbone == {k: v for k, v in base.model.backbone.items() if k != 'bn_momentum'}
+    assert simclr.model.data_preprocessor.mean == base.model.data_preprocessor.mean
+    assert simclr.model.data_preprocessor.std == base.model.data_preprocessor.std
+    assert simclr.train_cfg.max_iters == int(re.search(r'-(\d+)iter', osp.basename(simclr.filename)).group(1))

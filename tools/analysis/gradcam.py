@@ -1,7 +1,8 @@
-"""Grad-CAM heat maps of a classifier (e.g. the classify-and-localise model), one or two checkpoints side by side.
+"""Grad-CAM heat maps of a classifier (e.g. the classify-and-localise model), one or more checkpoints side by side.
 
     python tools/analysis/gradcam.py CONFIG CHECKPOINT --img a.jpg b.jpg --out-dir DIR \
-        [--config2 CONFIG2 --checkpoint2 CHECKPOINT2] [--target-layer backbone.layers.-1] [--target-class cat]
+        [--config2 CONFIG2 --checkpoint2 CHECKPOINT2] [--compare CONFIG3 CHECKPOINT3 ...] \
+        [--target-layer backbone.layers.-1] [--target-class cat] [--cfg-options model.head.num_classes=7 ...]
 
 For each image it writes DIR/<image name>_gradcam.png: the input, then one heat-map overlay per
 checkpoint (red = the regions that raise the score of the target class most), captioned with the
@@ -32,6 +33,9 @@ EPILOG = """examples:
   # SimCLR-initialised vs ImageNet-supervised model, side by side
   python tools/analysis/gradcam.py CONFIG_A CKPT_A --config2 CONFIG_B --checkpoint2 CKPT_B \\
       --img img1.jpg img2.jpg --out-dir work_dirs/gradcam_compare --target-class dog --names simclr lite0
+  # three models (SimCLR, random, ImageNet), as tools/run_localization_job.py draws them
+  python tools/analysis/gradcam.py CONFIG_A CKPT_A --compare CONFIG_B CKPT_B --compare CONFIG_C CKPT_C \\
+      --img img1.jpg --out-dir work_dirs/gradcam3 --names simclr random imagenet
 
 CONFIG must build a model with a classification head (ClsLocModel or an mmpretrain ImageClassifier);
 images are prepared with the config's test pipeline (resize) and data preprocessor (normalisation).
@@ -47,13 +51,17 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='trained checkpoint (.pth) of the first model')
     parser.add_argument('--config2', help='config of a second model to compare with (optional)')
     parser.add_argument('--checkpoint2', help='checkpoint of the second model (needed with --config2)')
+    parser.add_argument('--compare', nargs=2, action='append', default=[], metavar=('CONFIG', 'CHECKPOINT'),
+                        help='one more model to draw beside the others (repeatable; after --config2 if given)')
+    parser.add_argument('--cfg-options', nargs='+', action=_DictAction, default={},
+                        help='key=value overrides applied to every config (e.g. the class count of your data)')
     parser.add_argument('--img', nargs='+', required=True, metavar='IMAGE', help='one or more image files')
     parser.add_argument('--out-dir', required=True, help='folder for the <image>_gradcam.png files (created)')
     parser.add_argument('--target-layer', default=None,
                         help='module whose activations are explained, as a dotted path with optional '
                              'indices, e.g. "backbone.layers.-1" (default: the last convolutional stage of the '
                              'backbone)')
-    parser.add_argument('--target-layer2', default=None, help='--target-layer for the second model '
+    parser.add_argument('--target-layer2', default=None, help='--target-layer for the second and further models '
                         '(default: same rule as for the first)')
     parser.add_argument('--target-class', default=None,
                         help='class to explain, by name (e.g. "dog") or index (default: each model\'s own '
@@ -70,10 +78,18 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if (args.config2 is None) != (args.checkpoint2 is None):
         parser.error('--config2 and --checkpoint2 go together')
-    num_models = 2 if args.config2 else 1
+    num_models = (2 if args.config2 else 1) + len(args.compare)
     if args.names is not None and len(args.names) != num_models:
         parser.error(f'--names needs {num_models} name(s), one per model, got {len(args.names)}')
     return args
+
+
+class _DictAction(argparse.Action):
+    """``mmengine.config.DictAction`` imported lazily so ``--help`` works before the stack imports."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mmengine.config import DictAction
+        DictAction(self.option_strings, self.dest)(parser, namespace, values, option_string)
 
 
 def resolve_module(root, path: str):
@@ -132,7 +148,8 @@ def logits_module(model):
 class LoadedModel:
     """A model built from a config + checkpoint, with its test pipeline and class names."""
 
-    def __init__(self, config: str, checkpoint: str, device: str, layer_path: Optional[str], name: str):
+    def __init__(self, config: str, checkpoint: str, device: str, layer_path: Optional[str], name: str,
+                 cfg_options: Optional[dict] = None):
         from mmengine.config import Config
         from mmengine.dataset import Compose
         from mmengine.registry import init_default_scope
@@ -144,6 +161,8 @@ class LoadedModel:
                 raise FileNotFoundError(f'{what} file not found: {path}')
         import projects.common  # noqa: F401  (torch>=2.6 checkpoint loading)
         cfg = Config.fromfile(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
         if cfg.get('custom_imports'):
             import_modules_from_strings(**cfg.custom_imports)
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -270,10 +289,13 @@ def main(argv=None) -> List[dict]:
     args = parse_args(argv)
     import torch
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    names = args.names or ['model 1', 'model 2']
-    models = [LoadedModel(args.config, args.checkpoint, device, args.target_layer, names[0])]
+    specs = [(args.config, args.checkpoint, args.target_layer)]
     if args.config2:
-        models.append(LoadedModel(args.config2, args.checkpoint2, device, args.target_layer2, names[1]))
+        specs.append((args.config2, args.checkpoint2, args.target_layer2))
+    specs += [(cfg, ckpt, args.target_layer2) for cfg, ckpt in args.compare]
+    names = args.names or [f'model {i + 1}' for i in range(len(specs))]
+    models = [LoadedModel(cfg, ckpt, device, layer, name, args.cfg_options)
+              for (cfg, ckpt, layer), name in zip(specs, names)]
     return run_gradcam(models, args.img, args.out_dir, args.target_class, args.method, args.display_size,
                        args.save_raw)
 

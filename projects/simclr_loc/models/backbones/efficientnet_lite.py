@@ -54,10 +54,15 @@ class EfficientNetLite(BaseModule):
             ``ClsLocModel(init='imagenet-lite0')`` calls :meth:`load_imagenet_weights` itself. Defaults to False.
         frozen_stages (int): freeze the stem and the first ``frozen_stages - 1`` blocks. Defaults to 0.
         norm_eval (bool): keep BatchNorm layers in eval mode while training. Defaults to False.
+        bn_momentum (float, optional): PyTorch momentum of every BatchNorm. The package uses 0.01 (TensorFlow's
+            0.99 decay), with which a run of a few dozen steps leaves the running statistics near their
+            initial values, so a short fine-tuning from random or SimCLR weights is evaluated with statistics
+            that never saw its data. Defaults to None (the package's value).
     """
 
     def __init__(self, arch: str = 'lite0', pretrained: bool = False, frozen_stages: int = 0,
-                 norm_eval: bool = False, init_cfg: Optional[dict] = None) -> None:
+                 norm_eval: bool = False, bn_momentum: Optional[float] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch not in ARCHS:
             raise ValueError(f'EfficientNetLite: arch must be one of {ARCHS}, got {arch!r}')
@@ -68,6 +73,12 @@ class EfficientNetLite(BaseModule):
         self.model = lite.EfficientNet.from_name(f'efficientnet-{arch}')
         self.out_channels = self.model._conv_head.out_channels
         del self.model._fc  # unused here; removing it keeps DDP free of unused parameters
+        if bn_momentum is not None:
+            if not 0.0 < bn_momentum <= 1.0:
+                raise ValueError(f'EfficientNetLite: bn_momentum must be in (0, 1], got {bn_momentum}')
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = bn_momentum
         num_blocks = len(self.model._blocks)
         if not 0 <= frozen_stages <= num_blocks + 1:
             raise ValueError(f'EfficientNetLite: frozen_stages must be in [0, {num_blocks + 1}], got {frozen_stages}')

