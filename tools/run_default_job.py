@@ -22,7 +22,6 @@ import os
 import os.path as osp
 import platform
 import re
-import subprocess
 import sys
 import time
 
@@ -144,23 +143,16 @@ class Progress:
 def run(cmd, log_path, progress=None, stage=None, echo=('coco/bbox_mAP:', 'loaded ', 'Error', 'error:', '[prepare]',
                                                           '[dense-probe]', 'written')):
     """Run a command, keep its full output in log_path, echo the key lines and report mmengine's iterations."""
-    os.makedirs(osp.dirname(log_path), exist_ok=True)
-    print('$ ' + ' '.join(cmd), flush=True)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        for line in proc.stdout:
-            log.write(line)
-            m = ITER_RE.search(line)
-            if m and progress is not None:
-                progress.iteration(stage, m.group(1), int(m.group(2)), int(m.group(3)))
-            elif any(k in line for k in echo):
-                print('   ' + line.rstrip()[:220], flush=True)
-        code = proc.wait()
-    if code != 0:
-        with open(log_path) as f:
-            tail = ''.join(f.readlines()[-30:])
-        raise SystemExit(f'stage failed (exit {code}): {" ".join(cmd)}\n--- last lines of {log_path} ---\n{tail}')
+    from projects.common.jobs import run_logged
+
+    def iteration(line):
+        m = ITER_RE.search(line)
+        if m and progress is not None:
+            progress.iteration(stage, m.group(1), int(m.group(2)), int(m.group(3)))
+            return True
+        return False
+
+    run_logged(cmd, log_path, ROOT, echo, on_line=iteration)
 
 
 def coco_paths(coco_root):

@@ -31,12 +31,13 @@ import os
 import os.path as osp
 import platform
 import resource
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 SIMCLR_CFG = 'configs/simclr/simclr_efficientnet-lite0_1xb32-adamw-coslr-300iter_demo-pool.py'
 LOC_CFGS = {  # row name -> config; the three differ only in model.init
     'simclr': 'configs/localization/clsloc_efficientnet-lite0_simclr-demo-pool_1xb16-40iter_demo-voc.py',
@@ -164,20 +165,8 @@ def _fmt(seconds):
 
 def run(cmd, log_path, echo=('Iter(', 'loc/top1', 'loaded ', 'Error', 'error:', '[voc-loc]', '[demo-data]', 'wrote ')):
     """Run a command from the repository root, keep its whole output in log_path, echo the progress lines."""
-    os.makedirs(osp.dirname(log_path), exist_ok=True)
-    print('$ ' + ' '.join(cmd), flush=True)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        for line in proc.stdout:
-            log.write(line)
-            if any(k in line for k in echo):
-                print('   ' + line.rstrip()[:200], flush=True)
-        code = proc.wait()
-    if code != 0:
-        with open(log_path) as f:
-            tail = ''.join(f.readlines()[-30:])
-        raise SystemExit(f'stage failed (exit {code}): {" ".join(cmd)}\n--- last lines of {log_path} ---\n{tail}')
+    from projects.common.jobs import run_logged
+    run_logged(cmd, log_path, ROOT, echo, width=200)
 
 
 def voc_classes(voc_root):
