@@ -1,5 +1,6 @@
 # Classify-and-localise on the offline VOC-layout set (tools/data/prepare_voc_loc.py: real DeepForest trees +
-# synthetic composition of shapes on real photos), EfficientNet-Lite0 from random weights, 128 px, 2 CPU cores.
+# synthetic composition of shapes on real photos), EfficientNet-Lite0 from random weights, 96 px inputs
+# (128 px images), 2 CPU cores.
 # Stage 2 of tools/run_localization_job.py; the SimCLR and ImageNet-Lite0 configs change only model.init.
 #   python tools/train.py configs/localization/clsloc_efficientnet-lite0_random-init_1xb16-40iter_demo-voc.py \
 #       --cfg-options train_dataloader.dataset.label_fraction=0.1

