@@ -16,7 +16,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.common.checkpoint import remove_stale_temporaries  # noqa: E402
+from projects.common.checkpoint import latest_checkpoint, remove_stale_temporaries  # noqa: E402
 from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
                                           exit_on_bad_input, is_rank_zero, load_config)
 
@@ -98,6 +98,10 @@ def main(argv=None):
     if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind
         for path in remove_stale_temporaries(cfg.work_dir) if osp.isdir(cfg.work_dir) else []:
             print(f'removed the stale temporary file {path} (a checkpoint write that was interrupted)')
+    if args.resume == 'auto':  # the newest complete checkpoint, even one last_checkpoint does not name yet
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
+        if cfg.load_from is None and is_rank_zero():
+            print(f'--resume: no checkpoint in {cfg.work_dir} yet; training starts at iteration 0')
     adapt_to_device(cfg)
     runner = build_runner(cfg, args.config)
     with clear_config_errors(cfg, args.config):  # datasets and hooks are built lazily, in train()

@@ -220,3 +220,38 @@ def remove_stale_temporaries(folder: Union[str, Path]) -> List[str]:
             except FileNotFoundError:  # removed meanwhile by another rank
                 pass
     return removed
+
+
+_RUN_CHECKPOINT = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
+
+
+def latest_checkpoint(work_dir: Union[str, Path]) -> Union[str, None]:
+    """The newest ``iter_N.pth``/``epoch_N.pth`` in ``work_dir``, or ``None``.
+
+    mmengine's ``--resume auto`` reads ``work_dir/last_checkpoint``, which ``CheckpointHook`` writes *after* the
+    checkpoint itself. A run killed between the two leaves a complete ``iter_N.pth`` that the record does not
+    name (or no record at all), and mmengine then resumes from an older checkpoint or silently starts again
+    from iteration 0. Every checkpoint file is complete (:class:`AtomicLocalBackend`), so the newest file on
+    disk is the right place to continue; the record is considered too, for checkpoints saved elsewhere.
+    """
+    folder = os.fspath(work_dir)
+    candidates = []
+    if osp.isdir(folder):
+        for name in os.listdir(folder):
+            match = _RUN_CHECKPOINT.match(name)
+            if match:
+                candidates.append(osp.join(folder, name))
+    record = osp.join(folder, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record) as f:
+            recorded = f.read().strip()
+        if recorded and osp.isfile(recorded) and recorded not in candidates:
+            candidates.append(recorded)
+    if not candidates:
+        return None
+
+    def order(path):
+        match = _RUN_CHECKPOINT.match(osp.basename(path))
+        return os.stat(path).st_mtime_ns, int(match.group(2)) if match else -1
+
+    return max(candidates, key=order)

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from projects.common.checkpoint import AtomicLocalBackend, atomic_write_bytes
+from projects.common.checkpoint import AtomicLocalBackend, atomic_write_bytes, latest_checkpoint
 
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
@@ -47,3 +47,24 @@ def test_runner_checkpoint_loads_with_weights_only(tmp_path):
     restored = MessageHub.get_instance('weights_only_restore')
     restored.load_state_dict(loaded['message_hub'])
     assert restored.get_scalar('train/loss').current() == pytest.approx(0.5)
+
+
+def _touch(path, mtime):
+    path.write_bytes(b'x')
+    os.utime(path, ns=(mtime, mtime))
+    return str(path)
+
+
+def test_latest_checkpoint_is_the_newest_file_not_the_stale_record(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    assert latest_checkpoint(tmp_path / 'missing') is None
+    old = _touch(tmp_path / 'iter_3.pth', 1_000)
+    _touch(tmp_path / 'best_coco_bbox_mAP_iter_9.pth', 5_000)  # not a resume point
+    _touch(tmp_path / 'iter_3.pth.bak', 5_000)
+    assert latest_checkpoint(tmp_path) == old  # no last_checkpoint record at all
+    (tmp_path / 'last_checkpoint').write_text(old)
+    new = _touch(tmp_path / 'iter_6.pth', 2_000)  # killed before the record was updated
+    assert latest_checkpoint(tmp_path) == new
+    elsewhere = _touch(tmp_path.parent / 'resumed_from.pth', 3_000)
+    (tmp_path / 'last_checkpoint').write_text(elsewhere)
+    assert latest_checkpoint(tmp_path) == elsewhere

@@ -46,6 +46,22 @@ def test_kill_then_resume_auto_continues_at_the_next_iteration(tmp_path):
     assert int(ckpt['state_dict']['step']) == last
 
 
+def test_resume_auto_uses_a_checkpoint_the_record_does_not_name(tmp_path):
+    """A kill after ``iter_N.pth`` is written but before ``last_checkpoint`` is: resume from iter_N, not 0."""
+    data = write_images(tmp_path / 'imgs')
+    wd = tmp_path / 'wd'
+    out = subprocess.run(_train_cmd(wd, data, 'train_cfg.max_iters=3'), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wd / 'last_checkpoint').unlink()
+    out = subprocess.run(_train_cmd(wd, data, 'train_cfg.max_iters=4', '--resume'), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert 'resumed epoch: 0, iter: 3' in log
+    assert 'Iter(train) [1/4]' not in log and 'Iter(train) [4/4]' in log
+
+
 def test_resume_restores_teacher_centres_step_and_schedule(tmp_path):
     from mmengine.hooks import Hook
     from mmengine.registry import HOOKS
