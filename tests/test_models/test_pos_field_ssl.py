@@ -114,9 +114,10 @@ def test_loss_and_gradients_equal_a_plain_reference():
     for (name, p), ref in zip([(n, p) for n, p in model.named_parameters() if p.requires_grad], ref_grads):
         assert (p.grad is None) == (ref is None), name
         if ref is not None:
-            # float32 sums in another order (the head sees other row sets): relative to the tensor's scale
+            # float32 sums in another order (the head sees other row sets, the last layer fewer rows): relative
+            # to the tensor's scale. Exactness of the pruned last layer is checked in float64 in test_pos_field_vit.
             err = float((p.grad - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
-            assert err < 1e-5, (name, err)
+            assert err < 1e-4, (name, err)
 
 
 def test_loss_keys_and_one_head_call_on_masked_tokens_only():

@@ -81,3 +81,51 @@ def test_arch_names_follow_the_paper_and_mmpretrain_names_are_refused():
     assert s.layers[0].ffn.layers[0][0].out_features == VIT_ARCHS['ViT-S']['feedforward_channels']
     with pytest.raises(ValueError, match="use arch='ViT-S'"):
         PosFieldViT(arch='small')
+
+
+@pytest.mark.parametrize('mode', ['bernoulli', 'dinov2'])
+def test_keep_patches_equals_the_full_pass_at_those_tokens(mode):
+    """The last layer on [CLS] + kept patches only: same values and gradients as the full pass (float64,
+    stochastic depth on, same seed), and its FFN sees only those rows."""
+    torch.manual_seed(0)
+    m = PosFieldViT(arch=ARCH, patch_size=8, img_size=32, pos_field=dict(field_size=6), drop_path_rate=0.4,
+                    drop_path_uniform=True, drop_path_mode=mode).double()
+    m.init_weights()
+    m.train()
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    keep = torch.rand(6, 16) < 0.3
+    keep[2] = False  # a view with no kept patch: its [CLS] alone
+    seen = []
+    m.layers[-1].ffn.layers.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].numel() // inp[0].shape[-1]))
+
+    def run(**kw):
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        cls, patches = m.forward_tokens(x, **kw)
+        if 'keep_patches' not in kw:
+            patches = patches[keep]
+        ((cls ** 2).sum() + (patches * torch.linspace(-1, 1, patches.shape[-1])).sum()).backward()
+        return cls, patches, {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    cls_full, patches_full, grads_full = run()
+    cls_kept, patches_kept, grads_kept = run(keep_patches=keep)
+    assert torch.allclose(cls_kept, cls_full, rtol=1e-12, atol=1e-12)
+    assert patches_kept.shape == (int(keep.sum()), 32)
+    assert torch.allclose(patches_kept, patches_full, rtol=1e-12, atol=1e-12)
+    assert grads_kept.keys() == grads_full.keys()
+    for name, grad in grads_full.items():
+        assert torch.allclose(grads_kept[name], grad, rtol=1e-10, atol=1e-12), name
+    kept_rows = seen[-1]  # the FFN ran on the kept samples' rows only: at most [CLS] + kept patches
+    assert kept_rows <= 6 + int(keep.sum()) and seen[0] > kept_rows
+    with torch.no_grad():
+        torch.manual_seed(1)
+        cls_only = m.forward_cls(x)
+        torch.manual_seed(1)
+        assert torch.allclose(cls_only, m.forward_tokens(x)[0], rtol=1e-12, atol=1e-12)
+    assert seen[-2] <= 6 < seen[-1]  # forward_cls (before the full pass): the last FFN ran on [CLS] rows only
+
+
+def test_keep_patches_of_the_wrong_shape_is_refused():
+    m = vit()
+    with pytest.raises(ValueError, match=r'keep_patches must have shape \(2, 16\)'):
+        m.forward_tokens(torch.randn(2, 3, 32, 32), keep_patches=torch.ones(2, 4, dtype=torch.bool))

@@ -163,23 +163,30 @@ class PosFieldSSL(BaseSelfSupervisor):
         cls_targets, patch_targets = self._teacher_targets(batch, content_sel, pos_sel, sched['teacher_temp'])
         cls_logits, patch_logits, global_cls = self._student_predictions(batch, content_sel, pos_sel)
 
-        b = batch.batch_size
+        b, n_pos = batch.batch_size, int(pos_sel.sum())
+        content_logits, pos_logits = patch_logits.split([n_content, n_pos])
+        content_targets, pos_targets = patch_targets.split([n_content, n_pos])
         losses = self.cls_head.loss(list(cls_logits.split(b)), list(cls_targets.split(b)))
         losses.update(self.head.loss(
-            patch_logits[:n_content], patch_targets[:n_content], patch_logits[n_content:],
-            patch_targets[n_content:], content_weights=batch.mask_weights[content_sel],
-            pos_weights=batch.mask_weights[pos_sel]))
+            content_logits, content_targets, pos_logits, pos_targets,
+            content_weights=batch.mask_weights[content_sel], pos_weights=batch.mask_weights[pos_sel]))
         losses['loss_koleo'] = self.koleo_weight * sum(self.koleo(c) for c in global_cls.split(b))
-        losses.update(self._diagnostics(batch, sched, cls_targets, patch_logits[n_content:],
-                                        patch_targets[n_content:]))
+        losses.update(self._diagnostics(batch, sched, cls_targets, pos_logits, pos_targets))
         return losses
 
     def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Prototype logits of [CLS] and masked patch tokens: ONE call when the neck is shared."""
         if 'patch_neck' in part:
             return part['neck'](cls), part['patch_neck'](patches)
-        logits = part['neck'](torch.cat([cls, patches]))
-        return logits[:cls.shape[0]], logits[cls.shape[0]:]
+        # split, not slices: a slice's backward fills a zero tensor of the whole (tokens, prototypes) shape
+        return tuple(part['neck'](torch.cat([cls, patches])).split([cls.shape[0], patches.shape[0]]))
+
+    @staticmethod
+    def _masked_rows(kept: torch.Tensor, keep: torch.Tensor, content_sel: torch.Tensor, pos_sel: torch.Tensor):
+        """The content-masked then the position-masked patch tokens, from ``kept`` = the ``keep`` patches."""
+        slot = torch.full(keep.shape, -1, dtype=torch.long, device=keep.device)
+        slot[keep] = torch.arange(kept.shape[0], device=keep.device)
+        return kept[torch.cat([slot[content_sel], slot[pos_sel]])]
 
     def _teacher_targets(self, batch: MultiViewBatch, content_sel, pos_sel, temp: float):
         """Teacher targets of the global views' [CLS] and of the masked patches (content rows first).
@@ -188,10 +195,11 @@ class PosFieldSSL(BaseSelfSupervisor):
         into ordinary tensors, as targets enter the student's autograd graph); the heads run under no_grad.
         """
         teacher = self.teacher.module
+        keep = content_sel | pos_sel
         with torch.inference_mode():
-            cls, patches = teacher['backbone'].forward_tokens(batch.global_views, batch.global_boxes,
-                                                              batch.global_flips)
-            masked = torch.cat([patches[content_sel], patches[pos_sel]])
+            cls, kept = teacher['backbone'].forward_tokens(batch.global_views, batch.global_boxes,
+                                                           batch.global_flips, keep_patches=keep)
+            masked = self._masked_rows(kept, keep, content_sel, pos_sel)
         with torch.no_grad():
             cls_logits, patch_logits = self._heads(teacher, cls.clone(), masked.clone())
             return (self.cls_head.targets(cls_logits, temp), self.head.targets(patch_logits, temp))
@@ -199,12 +207,13 @@ class PosFieldSSL(BaseSelfSupervisor):
     def _student_predictions(self, batch: MultiViewBatch, content_sel, pos_sel):
         """Student logits of every view's [CLS] (globals first), of the masked patches (content rows first),
         and the global views' [CLS] tokens (KoLeo)."""
-        global_cls, patches = self.backbone.forward_tokens(
+        keep = content_sel | pos_sel  # the last layer computes only these patches and the [CLS] tokens
+        global_cls, kept = self.backbone.forward_tokens(
             batch.global_views, batch.global_boxes, batch.global_flips, content_mask=batch.content_masks,
-            pos_mask=batch.pos_masks)
-        local_cls = [self.backbone.forward_tokens(views, boxes, flips)[0]  # unmasked, one pass per size
+            pos_mask=batch.pos_masks, keep_patches=keep)
+        local_cls = [self.backbone.forward_cls(views, boxes, flips)  # unmasked, one pass per size
                      for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)]
-        masked = torch.cat([patches[content_sel], patches[pos_sel]])
+        masked = self._masked_rows(kept, keep, content_sel, pos_sel)
         cls_logits, patch_logits = self._heads(self._student(), torch.cat([global_cls, *local_cls]), masked)
         return cls_logits, patch_logits, global_cls
 

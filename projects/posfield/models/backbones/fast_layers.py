@@ -49,8 +49,8 @@ def set_drop_path(layers, rate: float) -> None:
             drop.drop_prob = float(rate)
 
 
-def attn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``gamma1(proj(attention(ln1(x))))``: mmpretrain's ``MultiheadAttention.forward`` without its DropPath."""
+def attention_mix(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``attention(ln1(x))`` before the output projection, ``(B, T, D)``."""
     attn = layer.attn
     if attn.v_shortcut:
         raise ValueError('fast layers do not support MultiheadAttention(v_shortcut=True)')
@@ -58,8 +58,18 @@ def attn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     qkv = attn.qkv(layer.ln1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     out = attn.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop if attn.training else 0.)
-    out = out.transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
-    return attn.gamma1(attn.proj_drop(attn.proj(out)))
+    return out.transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
+
+
+def attn_output(layer: nn.Module, mixed: torch.Tensor) -> torch.Tensor:
+    """``gamma1(proj(mixed))``: the attention branch after :func:`attention_mix` (any leading shape)."""
+    attn = layer.attn
+    return attn.gamma1(attn.proj_drop(attn.proj(mixed)))
+
+
+def attn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``gamma1(proj(attention(ln1(x))))``: mmpretrain's ``MultiheadAttention.forward`` without its DropPath."""
+    return attn_output(layer, attention_mix(layer, x))
 
 
 def ffn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -108,6 +118,48 @@ def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoull
     attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
     x = add_residual(x, lambda t: attn_fn(layer, t), drop_prob, drop_path_mode)
     return add_residual(x, lambda t: ffn_fn(layer, t), drop_prob, drop_path_mode)
+
+
+def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor,
+                   drop_path_mode: str = 'bernoulli') -> torch.Tensor:
+    """``run_layer(layer, x)[samples, tokens]``, ``(R, D)``, computing only those R output rows.
+
+    Keys and values still come from every token of ``x``; the output projection and the FFN, three quarters of a
+    layer's matmul work per token, run on the R rows only. For the last layer of a pre-training pass, whose
+    loss reads the [CLS] tokens and the masked patch tokens alone, this is the same result for those rows with
+    less work. Stochastic depth draws exactly as :func:`run_layer` does (one draw per branch over the whole
+    batch), so a seeded step keeps the samples it would have kept.
+    """
+    drop_prob = layer_drop_prob(layer) if layer.training else 0.0
+    rows = x[samples, tokens]
+
+    def kept_rows(drop: float):
+        """(indices into the rows whose sample keeps the branch, their sample's position among the kept,
+        the kept samples, the residual scale); None when nothing is dropped."""
+        if drop <= 0.0:
+            return None
+        index, scale = kept_samples(x.shape[0], drop, drop_path_mode, x)
+        if index.numel() == x.shape[0]:
+            return None, None, None, scale
+        slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+        slot[index] = torch.arange(index.numel(), device=x.device)
+        picked = (slot[samples] >= 0).nonzero().flatten()
+        return picked, slot[samples[picked]], index, scale
+
+    keep = kept_rows(drop_prob)
+    if keep is None or keep[0] is None:
+        scale = 1.0 if keep is None else keep[3]
+        rows = rows + attn_output(layer, attention_mix(layer, x)[samples, tokens]) * scale
+    else:
+        picked, kept_slot, index, scale = keep
+        mixed = attention_mix(layer, x[index])[kept_slot, tokens[picked]]
+        rows = torch.index_add(rows, 0, picked, attn_output(layer, mixed).to(rows.dtype), alpha=scale)
+    keep = kept_rows(drop_prob)
+    if keep is None or keep[0] is None:
+        scale = 1.0 if keep is None else keep[3]
+        return rows + ffn_branch(layer, rows) * scale
+    picked, _, _, scale = keep
+    return torch.index_add(rows, 0, picked, ffn_branch(layer, rows[picked]).to(rows.dtype), alpha=scale)
 
 
 def compiled_branches(**compile_kwargs) -> tuple:

@@ -9,7 +9,10 @@ from torch.utils.checkpoint import checkpoint
 
 from ..utils.archs import vit_arch
 from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
-from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer, set_drop_path
+from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer, run_layer_rows, set_drop_path
+
+
+_CLS_ONLY = object()  # keep_patches sentinel of forward_cls: no patch token
 
 
 @MODELS.register_module()
@@ -91,18 +94,42 @@ class PosFieldViT(VisionTransformer):
 
     def forward_tokens(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
                        flips: Optional[torch.Tensor] = None, content_mask: Optional[torch.Tensor] = None,
-                       pos_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                       pos_mask: Optional[torch.Tensor] = None,
+                       keep_patches: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encode views; returns final-normed ``(cls (B, D), patches (B, N, D))``.
 
         ``boxes`` ``(B, 4)`` canvas boxes (None: the whole canvas), ``flips`` ``(B,)`` bool,
         ``content_mask`` / ``pos_mask`` ``(B, h, w)`` bool on the patch grid.
+        ``keep_patches`` ``(B, N)`` bool: return only these patch tokens, ``(n_kept, D)`` in ``patches[keep]``
+        order, and run the last layer's projection and FFN only on them and the [CLS] tokens
+        (:func:`run_layer_rows`; a pre-training loss reads no other token of the last layer).
         """
         tokens, hw = self._embed(x, boxes, flips, content_mask, pos_mask)
-        for layer in self.layers:
+        last = len(self.layers) - 1 if keep_patches is not None else len(self.layers)
+        for layer in self.layers[:last]:
             tokens = self._run_layer(layer, tokens)
+        if keep_patches is None:
+            if self.final_norm:
+                tokens = self.ln1(tokens)
+            return tokens[:, 0], tokens[:, 1:]
+        batch, n_patches = tokens.shape[0], tokens.shape[1] - 1
+        if keep_patches is _CLS_ONLY:
+            keep_patches = tokens.new_zeros(batch, n_patches, dtype=torch.bool)
+        if tuple(keep_patches.shape) != (batch, n_patches):
+            raise ValueError(f'keep_patches must have shape {(batch, n_patches)} (views, patches), '
+                             f'got {tuple(keep_patches.shape)}')
+        wanted = torch.cat([keep_patches.new_ones(batch, 1), keep_patches], dim=1).to(torch.bool)
+        samples, token_index = wanted.nonzero(as_tuple=True)  # per view: its [CLS] first, then its kept patches
+        rows = run_layer_rows(self.layers[-1], tokens, samples, token_index, self.drop_path_mode)
         if self.final_norm:
-            tokens = self.ln1(tokens)
-        return tokens[:, 0], tokens[:, 1:]
+            rows = self.ln1(rows)
+        is_cls = token_index == 0
+        return rows[is_cls], rows[~is_cls]
+
+    def forward_cls(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
+                    flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Final-normed [CLS] tokens ``(B, D)``; the last layer computes nothing else (see ``keep_patches``)."""
+        return self.forward_tokens(x, boxes, flips, keep_patches=_CLS_ONLY)[0]
 
     def _embed(self, x, boxes=None, flips=None, content_mask=None, pos_mask=None):
         batch = x.shape[0]

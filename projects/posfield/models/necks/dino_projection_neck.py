@@ -45,5 +45,5 @@ class DINOProjectionNeck(BaseModule):
         x = self.mlp(x)
         # Normalisation and the prototype product in fp32: fp16 cosine logits / 0.04 overflow softmax.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = F.normalize(x.float(), dim=-1, eps=1e-6)
+            x = F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1, eps=1e-6)
             return self.prototypes(x)
