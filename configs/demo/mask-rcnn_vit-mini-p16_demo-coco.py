@@ -10,6 +10,7 @@ model = dict(
     data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(arch='ViT-mini', window_size=8, global_attn_indexes=(2, 5), img_size=image_size[0],
                   pos_field=dict(field_size=16), drop_path_rate=0.1,  # 16: also for the random-init run
+                  layer_scale_init_value=1.0,  # the random-init run starts like the demo pre-training's backbone
                   init_cfg=dict(_delete_=True, type='Pretrained',
                                 checkpoint='work_dirs/default_job/seed_0/pretrain_posfield/backbone.pth')),
     neck=dict(backbone_channel=192, out_channels=ch),
