@@ -18,6 +18,8 @@ changes:
 * **Attention** through the layer's own ``scaled_dot_product_attention``, which mmpretrain binds to
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA, a fused
   kernel on CPU) whenever ``qk_scale`` is not set.
+* **The last layer on the rows a loss reads** (:func:`run_layer_rows`): keys and values from every token, the
+  output projection and the FFN only on the requested rows ([CLS] and masked patches in pre-training).
 * **Optional ``torch.compile``** of the two residual branches (``dynamic=True``: the batch changes with the
   kept subset and the token count with the view size).
 
