@@ -103,7 +103,7 @@ class PosFieldViT(VisionTransformer):
         ``keep_patches`` ``(B, N)`` bool: return only these patch tokens, ``(n_kept, D)`` in ``patches[keep]``
         order, and run the last layer's projection and FFN only on them and the [CLS] tokens
         (:func:`run_layer_rows`; a pre-training loss reads no other token of the last layer). That layer is not
-        activation-checkpointed under ``with_cp``: it keeps activations of those rows only.
+        activation-checkpointed under ``with_cp``.
         """
         tokens, hw = self._embed(x, boxes, flips, content_mask, pos_mask)
         last = len(self.layers) - 1 if keep_patches is not None else len(self.layers)
