@@ -7,7 +7,8 @@ from PIL import Image, ImageDraw
 CLASSES = ('ellipse', 'rectangle', 'triangle')
 
 
-def _polygon(kind, cx, cy, r):
+def shape_polygon(kind: str, cx: float, cy: float, r: float) -> list:
+    """A flat COCO polygon of a rectangle, triangle or ellipse of radius r around (cx, cy)."""
     if kind == 'rectangle':
         return [cx - r, cy - r, cx + r, cy - r, cx + r, cy + r, cx - r, cy + r]
     if kind == 'triangle':
@@ -32,7 +33,7 @@ def write_coco(root, n_train=4, n_val=2, size=128, seed=0):
                 r = int(rng.integers(14, 24))
                 cx, cy = [int(v) for v in rng.integers(r + 2, size - r - 2, size=2)] if k == 0 else (
                     size - 1 - cx, size - 1 - cy)
-                poly = _polygon(CLASSES[cat], cx, cy, r)
+                poly = shape_polygon(CLASSES[cat], cx, cy, r)
                 draw.polygon(poly, fill=tuple(int(v) for v in rng.integers(150, 255, 3)))
                 xs, ys = poly[0::2], poly[1::2]
                 x0, y0 = min(xs), min(ys)

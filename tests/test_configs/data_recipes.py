@@ -23,6 +23,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image, ImageDraw
 
+from tests.det_helpers import shape_polygon
 from tests.helpers import ROOT
 from tests.test_simclr_loc.voc_fixture import voc_xml
 
@@ -53,15 +54,6 @@ def _texture(rng, h: int, w: int) -> np.ndarray:
 def _save_jpeg(path: Path, img: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path, quality=90)
-
-
-def _polygon(kind: str, cx: float, cy: float, r: float) -> List[float]:
-    if kind == 'rectangle':
-        return [cx - r, cy - r, cx + r, cy - r, cx + r, cy + r, cx - r, cy + r]
-    if kind == 'triangle':
-        return [cx, cy - r, cx + r, cy + r, cx - r, cy + r]
-    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    return [float(v) for a in angles for v in (cx + r * np.cos(a), cy + r * 0.7 * np.sin(a))]
 
 
 class GeneratedData:
@@ -129,7 +121,7 @@ class GeneratedData:
                     cat = int(rng.integers(0, len(categories)))
                     r = int(rng.integers(16, 28))
                     cx, cy = (40 + 80 * k, int(rng.integers(r + 2, h - r - 2)))
-                    poly = _polygon(kinds[cat % 3], cx, cy, r)
+                    poly = shape_polygon(kinds[cat % 3], cx, cy, r)
                     draw.polygon(poly, fill=tuple(int(v) for v in rng.integers(150, 255, 3)))
                     xs, ys = poly[0::2], poly[1::2]
                     bw, bh = max(xs) - min(xs), max(ys) - min(ys)
