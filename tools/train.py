@@ -71,9 +71,9 @@ def merge_args(cfg, args):
     if args.amp_dtype is not None:
         cfg.optim_wrapper.dtype = args.amp_dtype
 
-    if args.resume == 'auto':
+    if args.resume == 'auto':  # the newest complete checkpoint, even one last_checkpoint does not name yet
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file')
@@ -98,10 +98,8 @@ def main(argv=None):
     if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind
         for path in remove_stale_temporaries(cfg.work_dir) if osp.isdir(cfg.work_dir) else []:
             print(f'removed the stale temporary file {path} (a checkpoint write that was interrupted)')
-    if args.resume == 'auto':  # the newest complete checkpoint, even one last_checkpoint does not name yet
-        cfg.load_from = latest_checkpoint(cfg.work_dir)
-        if cfg.load_from is None and is_rank_zero():
-            print(f'--resume: no checkpoint in {cfg.work_dir} yet; training starts at iteration 0')
+    if args.resume == 'auto' and cfg.load_from is None and is_rank_zero():
+        print(f'--resume: no checkpoint in {cfg.work_dir} yet; training starts at iteration 0')
     adapt_to_device(cfg)
     runner = build_runner(cfg, args.config)
     with clear_config_errors(cfg, args.config):  # datasets and hooks are built lazily, in train()

@@ -136,10 +136,10 @@ def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
     rows = x[samples, tokens]
 
     def kept_rows(drop: float):
-        """(indices into the rows whose sample keeps the branch, their sample's position among the kept,
-        the kept samples, the residual scale); None when nothing is dropped."""
+        """(indices into the rows whose sample keeps the branch, their sample's position among the kept
+        samples, the kept samples, the residual scale); the first three are None when nothing is dropped."""
         if drop <= 0.0:
-            return None
+            return None, None, None, 1.0
         index, scale = kept_samples(x.shape[0], drop, drop_path_mode, x)
         if index.numel() == x.shape[0]:
             return None, None, None, scale
@@ -148,19 +148,15 @@ def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
         picked = (slot[samples] >= 0).nonzero().flatten()
         return picked, slot[samples[picked]], index, scale
 
-    keep = kept_rows(drop_prob)
-    if keep is None or keep[0] is None:
-        scale = 1.0 if keep is None else keep[3]
+    picked, kept_slot, index, scale = kept_rows(drop_prob)
+    if picked is None:
         rows = rows + attn_output(layer, attention_mix(layer, x)[samples, tokens]) * scale
     else:
-        picked, kept_slot, index, scale = keep
         mixed = attention_mix(layer, x[index])[kept_slot, tokens[picked]]
         rows = torch.index_add(rows, 0, picked, attn_output(layer, mixed).to(rows.dtype), alpha=scale)
-    keep = kept_rows(drop_prob)
-    if keep is None or keep[0] is None:
-        scale = 1.0 if keep is None else keep[3]
+    picked, _, _, scale = kept_rows(drop_prob)
+    if picked is None:
         return rows + ffn_branch(layer, rows) * scale
-    picked, _, _, scale = keep
     return torch.index_add(rows, 0, picked, ffn_branch(layer, rows[picked]).to(rows.dtype), alpha=scale)
 
 
