@@ -13,7 +13,8 @@ mmengine's loader for local paths, so ``load_from``, ``--resume`` and ``init_cfg
 ``weights_only=True`` (an untrusted file never runs code), says "FILE is not a PyTorch checkpoint" for anything
 ``torch.save`` did not write, and names the object a refused pickle asks for. ``builtins.getattr``, which
 mmengine's ``HistoryBuffer`` pickles its statistics methods with (``getattr(HistoryBuffer, 'min')``), is
-allowed only as :func:`history_buffer_getattr`: exactly those attributes of exactly that class.
+allowed only as :func:`history_buffer_getattr`: exactly those attributes of exactly that class. The config text
+mmengine stores in ``meta['cfg']`` is read with :func:`config_from_text`, which parses it and never executes it.
 
 Writes: mmengine's ``LocalBackend.put`` opens the target with ``'wb'`` and writes in place, so a kill
 mid-write leaves a truncated ``epoch_N.pth``/``iter_N.pth`` that ``--resume auto`` then picks up.
@@ -24,6 +25,7 @@ two steps leaves ``.NAME.XXXX.tmp``; :func:`remove_stale_temporaries` deletes th
 """
 from __future__ import annotations
 
+import ast
 import glob
 import os
 import os.path as osp
@@ -255,3 +257,128 @@ def latest_checkpoint(work_dir: Union[str, Path]) -> Union[str, None]:
         return os.stat(path).st_mtime_ns, int(match.group(2)) if match else -1
 
     return max(candidates, key=order)
+
+
+# ----- the config text a checkpoint stores -------------------------------------------------------------------------
+
+_LITERALS = (str, bytes, int, float, bool, type(None))
+
+
+class _StoredConfigError(Exception):
+    """A construct outside what ``pretty_text`` writes, at line ``lineno`` (0: not one line)."""
+
+    def __init__(self, lineno: int, what: str):
+        super().__init__(what)
+        self.lineno, self.what = lineno, what
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return 'an import statement'
+    if isinstance(node, ast.Call):
+        return f'a call to {ast.unparse(node.func)}()'
+    if isinstance(node, ast.Attribute):
+        return f'attribute access {ast.unparse(node)}'
+    if isinstance(node, ast.Name):
+        return f'the name {node.id}'
+    if isinstance(node, ast.stmt):
+        return f'a {type(node).__name__} statement (only `name = value` is read)'
+    return f'the expression {ast.unparse(node)[:60]}'
+
+
+def _refuse(node: ast.AST, what: str = '') -> _StoredConfigError:
+    return _StoredConfigError(getattr(node, 'lineno', 0), what or _describe(node))
+
+
+def _literal(node: ast.AST) -> Any:
+    """Evaluate the node types ``cfg.pretty_text`` writes; anything else raises :class:`_StoredConfigError`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, _LITERALS):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float):
+        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        values = [_literal(elt) for elt in node.elts]
+        return values if isinstance(node, ast.List) else tuple(values)
+    if isinstance(node, ast.Dict):
+        if any(key is None for key in node.keys):
+            raise _refuse(node, '** unpacking in a dict')
+        return _checked_dict(node, [(_literal(k), _literal(v)) for k, v in zip(node.keys, node.values)])
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict':
+        # pretty_text writes dict(key=value, ...), and dict({'.key': value}) for keys that are not identifiers
+        first = [_literal(arg) for arg in node.args]
+        if len(first) > 1 or (first and not isinstance(first[0], dict)) or any(kw.arg is None for kw in node.keywords):
+            raise _refuse(node, 'a dict() call other than dict(key=value, ...) or dict({...})')
+        return _checked_dict(node, list(first[0].items() if first else ()) +
+                             [(kw.arg, _literal(kw.value)) for kw in node.keywords])
+    raise _refuse(node)
+
+
+def _checked_dict(node: ast.AST, items: list) -> dict:
+    try:
+        return dict(items)
+    except TypeError:  # an unhashable key, e.g. a list
+        raise _refuse(node, 'a dict key that is not a string, number or tuple') from None
+
+
+def _stored_assignments(tree: ast.Module) -> tuple:
+    """(name -> value, name -> line) of the module's ``name = value`` statements."""
+    values, lines = {}, {}
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Assign) or not all(isinstance(t, ast.Name) for t in stmt.targets):
+            raise _refuse(stmt)
+        value = _literal(stmt.value)
+        for target in stmt.targets:
+            values[target.id], lines[target.id] = value, stmt.lineno
+    return values, lines
+
+
+def _check_custom_imports(values: dict, lines: dict) -> None:
+    """Using the config imports ``custom_imports``, and importing a module runs it: a stored config may name only
+    this repository's packages (``projects.*``)."""
+    if values.get('custom_imports') is None:
+        return
+    names = values['custom_imports'].get('imports') if isinstance(values['custom_imports'], dict) else None
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise _StoredConfigError(lines['custom_imports'], 'custom_imports other than dict(imports=[module names])')
+    outside = [n for n in names if n != 'projects' and not n.startswith('projects.')]
+    if outside:
+        raise _StoredConfigError(lines['custom_imports'],
+                                 f'custom_imports of modules outside projects.*: {", ".join(outside)}')
+
+
+def config_from_text(text: str, source: str):
+    """The mmengine ``Config`` that ``text`` (a checkpoint's ``meta['cfg']``, i.e. ``cfg.pretty_text``) describes,
+    read without executing it.
+
+    mmengine reads config text by executing it as Python, so reading a checkpoint's config that way would run
+    whatever the file holds. ``pretty_text`` only assigns literals, lists, tuples, dicts, ``dict(...)`` calls and
+    negative numbers to names; exactly those are evaluated here (with :mod:`ast`). Anything else raises
+    :class:`CheckpointFileError` naming ``source``, the line and the construct. ``custom_imports`` may name only
+    ``projects.*`` modules. ``source`` (the checkpoint path) becomes the config's ``filename`` for messages.
+    """
+    from mmengine.config import Config
+
+    def refuse(line: int, what: str) -> CheckpointFileError:
+        where = f', line {line}' if line else ''
+        return CheckpointFileError(
+            f'{source}: the config stored in the checkpoint (meta.cfg{where}) has {what}. It is parsed, never '
+            'executed, so only `name = value` with literals, lists, tuples, dicts and dict(...) is read; pass the '
+            'pre-training config file with --config instead.')
+
+    try:
+        values, lines = _stored_assignments(ast.parse(text, filename=f'{source} (meta.cfg)'))
+        _check_custom_imports(values, lines)
+    except SyntaxError as exc:
+        raise refuse(exc.lineno or 0, f'invalid Python syntax ({exc.msg})') from None
+    except (RecursionError, MemoryError):
+        raise refuse(0, 'nesting too deep to read') from None
+    except _StoredConfigError as exc:
+        raise refuse(exc.lineno, exc.what) from None
+    if not values:
+        raise refuse(0, 'no settings')
+    try:
+        return Config(values, cfg_text=text, filename=source)
+    except KeyError as exc:  # a name mmengine reserves: filename, text, pretty_text, env_variables
+        raise refuse(0, f'a reserved name ({exc.args[0]})') from None

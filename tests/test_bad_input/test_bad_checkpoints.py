@@ -1,18 +1,21 @@
-"""Checkpoints that are not checkpoints, malicious pickles, checkpoints of another model, file modes."""
+"""Checkpoints that are not checkpoints, malicious pickles and stored configs, checkpoints of another model, file
+modes."""
 import os
 import os.path as osp
 
 import pytest
 import torch
 
-from projects.common.checkpoint import (NotACheckpointError, UnsafeCheckpointError, atomic_write_bytes,
-                                        load_checkpoint_file)
+from projects.common.checkpoint import (CheckpointFileError, NotACheckpointError, UnsafeCheckpointError,
+                                        atomic_write_bytes, config_from_text, load_checkpoint_file)
 from tests.det_helpers import write_coco
 from tests.helpers import ROOT, TINY_PRETRAIN
 from tests.test_bad_input.helpers import png_header, run_tool, run_tool_in_process
 
 TINY_DET = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
 EXTRACT = 'tools/model_converters/extract_backbone.py'
+DENSE_PROBE = 'tools/analysis/dense_probe.py'
+DEMO_PRETRAIN = osp.join(ROOT, 'configs/demo/posfield_vit-mini-p16_demo-pool.py')
 
 
 @pytest.mark.parametrize('content, what', [
@@ -104,6 +107,39 @@ def test_only_the_narrow_getattr_is_allowlisted_and_mmengine_state_still_loads(t
     loaded = load_checkpoint_file(tmp_path / 'ok.pth')
     buffer = loaded['message_hub']['log_scalars']['train/loss']
     assert buffer.statistics('mean') == 0.25 and buffer.statistics('current') == 0.25
+
+
+def test_stored_config_of_a_shipped_config_round_trips_without_executing(tmp_path):
+    """meta.cfg is what mmengine writes (cfg.pretty_text); parsing it gives the config mmengine would execute."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(DEMO_PRETRAIN)
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {'cfg': cfg.pretty_text}}, tmp_path / 'iter_4.pth')
+    path = str(tmp_path / 'iter_4.pth')
+    stored = config_from_text(load_checkpoint_file(path)['meta']['cfg'], path)
+    assert stored.to_dict() == cfg.to_dict()
+    assert stored.custom_imports.imports == ['projects.posfield'] and stored.filename == path
+
+
+def _malicious_configs(marker):
+    return [(f"import os\nos.system('touch {marker}')", 'line 1) has an import statement'),
+            (f"x = __import__('os').system('touch {marker}')", "line 1) has a call to __import__('os').system()"),
+            (f"x = dict(a=open('{marker}', 'w'))", 'line 1) has a call to open()'),
+            ('a = 1\nx = ().__class__', 'line 2) has attribute access ().__class__'),
+            ("custom_imports = dict(imports=['antigravity'])", 'has custom_imports of modules outside projects.*')]
+
+
+@pytest.mark.parametrize('case', range(5), ids=['import', 'dunder-import', 'open', 'attribute', 'custom-imports'])
+def test_stored_config_with_code_is_refused_and_runs_nothing(tmp_path, case):
+    marker = tmp_path / 'X'
+    text, construct = _malicious_configs(marker)[case]
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {'cfg': text}}, path)
+    with pytest.raises(CheckpointFileError) as err:
+        config_from_text(load_checkpoint_file(path)['meta']['cfg'], str(path))
+    msg = str(err.value)
+    assert msg.startswith(f'{path}: the config stored in the checkpoint (meta.cfg, ') and construct in msg
+    assert 'parsed, never executed' in msg and 'pass the pre-training config file with --config instead' in msg
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o027, 0o640)])
@@ -234,3 +270,16 @@ def test_extracted_backbone_loads_in_the_analysis_loader_and_respects_the_umask(
         loaded = load_backbone(TINY_PRETRAIN, str(out))
     assert torch.equal(loaded.backbone.cls_token, model.state_dict()['teacher.module.backbone.cls_token'])
     assert 'left at init' not in loaded.source  # nothing missing: every tensor came from the file
+
+
+@pytest.mark.parametrize('case', [0, 2], ids=['import', 'open'])
+def test_dense_probe_on_a_checkpoint_whose_config_runs_code(coco_root, tmp_path, case):
+    marker = tmp_path / 'X'
+    text, construct = _malicious_configs(marker)[case]
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {'cfg': text}}, tmp_path / 'evil.pth')
+    out = tmp_path / 'probe.json'
+    rc, log = run_tool([DENSE_PROBE, str(tmp_path / 'evil.pth'), '--coco', coco_root, '--out', str(out)])
+    assert rc == 1, log[-3000:]
+    assert f'dense_probe.py: error: {tmp_path / "evil.pth"}: the config stored in the checkpoint' in log
+    assert construct in log and 'with --config instead' in log and 'Traceback' not in log
+    assert not marker.exists() and not out.exists()

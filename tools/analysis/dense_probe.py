@@ -65,12 +65,13 @@ def parse_args(argv=None):
 
 def config_of_checkpoint(path: str, seen=()):
     """The mmengine config stored in a checkpoint's ``meta.cfg``, following a backbone file's ``meta.source``
-    (extract_backbone.py) to its pre-training checkpoint; None when neither is there."""
-    from mmengine.config import Config
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    (extract_backbone.py) to its pre-training checkpoint; None when neither is there. The file is read with
+    ``weights_only=True`` and the config text is parsed, never executed (a checkpoint may come from anyone)."""
+    from projects.common.checkpoint import config_from_text, load_checkpoint_file
+    ckpt = load_checkpoint_file(path)
     meta = ckpt.get('meta') or {} if isinstance(ckpt, dict) else {}
     if isinstance(meta.get('cfg'), str):
-        return Config.fromstring(meta['cfg'], '.py')
+        return config_from_text(meta['cfg'], path)
     src = meta.get('source')
     if isinstance(src, str) and osp.isfile(src) and src not in seen:
         return config_of_checkpoint(src, seen + (path, ))
@@ -144,4 +145,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from projects.common.runner_setup import exit_on_bad_input
+    exit_on_bad_input(main)
