@@ -31,6 +31,7 @@ if ROOT not in sys.path:
 PRETRAIN_CFG = osp.join(ROOT, 'configs/demo/posfield_vit-mini-p16_demo-pool.py')
 BASELINE_PRETRAIN_CFG = osp.join(ROOT, 'configs/demo/dinov2-dagger_vit-mini-p16_demo-pool.py')
 DET_CFG = osp.join(ROOT, 'configs/demo/mask-rcnn_vit-mini-p16_demo-coco.py')
+BASELINE_DET_CFG = osp.join(ROOT, 'configs/demo/mask-rcnn_vit-mini-p16-dinov2-dagger_demo-coco.py')
 METRIC_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l',
                'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m', 'segm_mAP_l')
 PROBE_KEYS = ('patch_miou', 'fg_miou', 'crop_knn_top1')
@@ -217,15 +218,13 @@ def plan(args, preset, seeds, baseline):
     """Every stage of the job, in order: dict(name, kind, units (iterations or 1), folder, settings, ...)."""
     wd = args.wd
     stages = []
-    pre = [('posfield', PRETRAIN_CFG, [])]
+    pre = [('posfield', PRETRAIN_CFG, DET_CFG)]
     if baseline:
-        plain = ['model.backbone.pos_embed_type=interpolate', 'model.backbone.pos_field=None',
-                 'model.backbone.pretrain_img_size=96']
-        pre.append(('dinov2-dagger', BASELINE_PRETRAIN_CFG, plain))
+        pre.append(('dinov2-dagger', BASELINE_PRETRAIN_CFG, BASELINE_DET_CFG))
     probe = dict(img_size=preset['probe_img_size'], epochs=preset['probe_epochs'], coco=args.coco_root)
     for seed in seeds:
         sd = osp.join(wd, f'seed_{seed}')
-        for name, cfg, det_extra in pre:
+        for name, cfg, det_cfg in pre:
             folder = osp.join(sd, f'pretrain_{name}')
             settings = dict(cfg=cfg, unlabeled=args.unlabeled, iters=preset['pretrain_iters'],
                             batch=preset['pretrain_batch'], seed=seed, options=args.pretrain_options)
@@ -235,9 +234,11 @@ def plan(args, preset, seeds, baseline):
                                folder=osp.join(sd, f'probe_{name}'), backbone=osp.join(folder, 'backbone.pth'),
                                cfg=cfg, settings=dict(probe, backbone=osp.join(folder, 'backbone.pth'), seed=seed)))
             if not args.no_detection:
+                # the detection config is not in settings (as for every det stage): a det_dinov2-dagger stage
+                # finished with the override list it replaced (the same detector) stays done
                 stages.append(dict(name=f'detection {name} (seed {seed})', kind='det', units=preset['det_iters'],
                                    folder=osp.join(sd, f'det_{name}'), backbone=osp.join(folder, 'backbone.pth'),
-                                   extra=det_extra, seed=seed, init=name,
+                                   cfg=det_cfg, seed=seed, init=name,
                                    settings=dict(coco=args.coco_root, iters=preset['det_iters'], seed=seed,
                                                  backbone=osp.join(folder, 'backbone.pth'))))
         stages.append(dict(name=f'probe random init + floors (seed {seed})', kind='probe', units=1, init='random',
@@ -245,7 +246,7 @@ def plan(args, preset, seeds, baseline):
                            settings=dict(probe, cfg=PRETRAIN_CFG, seed=seed, options=args.pretrain_options)))
         if not args.no_detection:
             stages.append(dict(name=f'detection random init (seed {seed})', kind='det', units=preset['det_iters'],
-                               folder=osp.join(sd, 'det_random'), backbone=None, extra=[], seed=seed, init='random',
+                               folder=osp.join(sd, 'det_random'), backbone=None, cfg=DET_CFG, seed=seed, init='random',
                                settings=dict(coco=args.coco_root, iters=preset['det_iters'], seed=seed)))
     return stages
 
@@ -278,12 +279,12 @@ def run_stage(stage, args, preset, classes, progress):
         return [out]
     iters = preset['det_iters']
     bb = stage['backbone']
-    opts = det_options(args.coco_root, classes, iters, args.workers) + [f'randomness.seed={seed}'] + stage['extra']
+    opts = det_options(args.coco_root, classes, iters, args.workers) + [f'randomness.seed={seed}']
     opts.append(f'model.backbone.init_cfg.checkpoint={bb}' if bb else 'model.backbone.init_cfg=None')
-    run([sys.executable, 'tools/train.py', DET_CFG, '--work-dir', folder, '--cfg-options', *opts],
+    run([sys.executable, 'tools/train.py', stage['cfg'], '--work-dir', folder, '--cfg-options', *opts],
         osp.join(folder, 'stage.log'), progress, stage)
     out = osp.join(folder, 'metrics.json')
-    run([sys.executable, 'tools/test.py', DET_CFG, osp.join(folder, f'iter_{iters}.pth'), '--work-dir', folder,
+    run([sys.executable, 'tools/test.py', stage['cfg'], osp.join(folder, f'iter_{iters}.pth'), '--work-dir', folder,
          '--out', out, '--show-dir', 'vis', '--interval', '10', '--cfg-options', *opts],
         osp.join(folder, 'test.log'), progress, stage)
     return [out]

@@ -359,18 +359,17 @@ def _coco(root: str):
 # Detection backbone init_cfg checkpoints: the pre-training config whose model they come from (by the
 # detection config's name), and how it is saved. init_cfg=None (random-init configs) needs none.
 VITB_PRETRAIN = 'configs/posfield/posfield_vit-base-p16_8xb64-amp-100e_in1k.py'
+VITB_DAGGER_PRETRAIN = 'configs/posfield/dinov2-dagger_vit-base-p16_8xb64-amp-100e_in1k.py'
 VITS_PRETRAIN = 'configs/posfield/posfield_vit-small-p16_4xb64-amp-100e_in1k.py'
-DAGGER_PRETRAIN = 'configs/posfield/dinov2-dagger_vit-small-p16_4xb64-amp-100e_in1k.py'
 DET_PRETRAINED = [
     (r'mask-rcnn_vit-b-p16-posfield_', lambda c: c.posfield_backbone(VITB_PRETRAIN)),
-    # no ViT-B DINOv2-dagger pre-training config: the ViT-B model with the dagger config's position embedding
-    (r'mask-rcnn_vit-b-p16-dinov2-dagger_', lambda c: c.posfield_backbone(VITB_PRETRAIN, {
-        k: Config.fromfile(osp.join(ROOT, DAGGER_PRETRAIN)).model.backbone[k]
-        for k in ('pos_embed_type', 'pos_field')})),
+    (r'mask-rcnn_vit-b-p16-dinov2-dagger_', lambda c: c.posfield_backbone(VITB_DAGGER_PRETRAIN)),
     (r'mask-rcnn_vit-s-p16-posfield_', lambda c: c.posfield_backbone(VITS_PRETRAIN)),
     # the default job extracts the backbone (tools/model_converters/extract_backbone.py) before detection
     (r'demo/mask-rcnn_vit-mini-p16_', lambda c: c.posfield_backbone('configs/demo/posfield_vit-mini-p16_demo-pool.py',
                                                                     layout='backbone')),
+    (r'demo/mask-rcnn_vit-mini-p16-dinov2-dagger_', lambda c: c.posfield_backbone(
+        'configs/demo/dinov2-dagger_vit-mini-p16_demo-pool.py', layout='backbone')),
 ]
 
 
