@@ -91,7 +91,8 @@ class EfficientNetLite(BaseModule):
     def load_imagenet_weights(self) -> None:
         """Load the packaged ImageNet weights (all but ``_fc``), failing on any missing or extra tensor."""
         path = imagenet_weights_path(self.arch)
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        from projects.common.checkpoint import load_checkpoint_file  # the one reader of .pth files
+        state = load_checkpoint_file(path)
         state = {k: v for k, v in state.items() if not k.startswith('_fc.')}
         own = self.model.state_dict()
         missing = sorted(set(own) - set(state))
