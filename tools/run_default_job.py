@@ -2,7 +2,7 @@
 
     python tools/run_default_job.py                          # preset default, seed 0
     python tools/run_default_job.py --seeds 0,1,2            # every row per seed: mean +- std, paired differences
-    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (about 80 min on 2 free cores)
+    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (~80 min, 2 free cores)
     python tools/run_default_job.py --preset smoke           # a few iterations per stage (CI)
     python tools/run_default_job.py --coco my_coco/ --unlabeled my_photos/   # your data
 
