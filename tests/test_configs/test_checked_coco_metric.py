@@ -1,15 +1,11 @@
 """Every COCO evaluator in the shipped configs is the checked one (``CheckedCocoMetric``, projects/common/coco.py):
 its ground truth goes through the dataset's checks, so a polygon of fewer than 3 points is dropped at load instead
 of crashing pycocotools mid-evaluation (docs/reliability.md)."""
-import glob
 import os.path as osp
 
 from mmengine.config import Config
 
-from tests.helpers import ROOT
-
-CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if '_base_' not in p.split(osp.sep))
+from tests.helpers import ROOT, SHIPPED_CONFIGS
 
 
 def _coco_evaluator_types(cfg):
@@ -23,7 +19,7 @@ def _coco_evaluator_types(cfg):
 
 def test_every_coco_evaluator_is_the_checked_one():
     found, wrong = [], []
-    for path in CONFIGS:
+    for path in SHIPPED_CONFIGS:
         for key, name in _coco_evaluator_types(Config.fromfile(path)):
             found.append(osp.relpath(path, ROOT))
             if name != 'CheckedCocoMetric':

@@ -6,8 +6,6 @@ are finite; the trainable parameters (the student's, for self-supervised configs
 model; the evaluation (the val loop, or a k-NN hook) produced its metrics, all finite.
 """
 import gc
-import glob
-import importlib.util
 import logging
 import math
 import os.path as osp
@@ -18,21 +16,13 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SHIPPED_CONFIGS, load_tool
 from tests.test_configs.data_recipes import TRAIN_ITERS, Checkpoints, GeneratedData, apply_recipe, recipe_for
 
 pytestmark = pytest.mark.configs
 
-CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if '_base_' not in p.split(osp.sep))
+CONFIGS = SHIPPED_CONFIGS
 IDS = [osp.relpath(p, ROOT) for p in CONFIGS]
-
-
-def _train_tool():
-    spec = importlib.util.spec_from_file_location('every_config_train_tool', osp.join(ROOT, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +117,7 @@ def test_a_config_without_a_recipe_fails_with_its_name():
 @pytest.mark.parametrize('path', CONFIGS, ids=IDS)
 def test_config_runs(path, generated, checkpoints, tmp_path):
     from projects.common.runner_setup import adapt_to_device, build_runner, clear_config_errors
-    tool = _train_tool()
+    tool = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     args = tool.parse_args([path, '--work-dir', work_dir])
     cfg = tool.load_config(path, args.cfg_options)

@@ -75,13 +75,10 @@ def test_profile_writes_the_op_table(tmp_path):
 
 def _pretraining_configs():
     """Every shipped PosFieldSSL pre-training config (the method, DINOv2-dagger, ablations, demo, smoke)."""
-    import glob
     from mmengine.config import Config
-    found = []
-    for path in sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py'))):
-        if '_base_' not in path and Config.fromfile(path).model.get('type') == 'PosFieldSSL':
-            found.append(osp.relpath(path, ROOT))
-    return found
+
+    from tests.helpers import SHIPPED_CONFIGS
+    return [osp.relpath(p, ROOT) for p in SHIPPED_CONFIGS if Config.fromfile(p).model.get('type') == 'PosFieldSSL']
 
 
 PRETRAINING_CONFIGS = _pretraining_configs()
