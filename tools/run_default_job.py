@@ -234,8 +234,8 @@ def plan(args, preset, seeds, baseline):
                                folder=osp.join(sd, f'probe_{name}'), backbone=osp.join(folder, 'backbone.pth'),
                                cfg=cfg, settings=dict(probe, backbone=osp.join(folder, 'backbone.pth'), seed=seed)))
             if not args.no_detection:
-                # the detection config is not in settings (as for every det stage): a det_dinov2-dagger stage
-                # finished with the override list it replaced (the same detector) stays done
+                # settings name what the stage computes (backbone, data, iterations, seed); the config file is
+                # where the detector is written down, so moving a delta into a config keeps finished stages done
                 stages.append(dict(name=f'detection {name} (seed {seed})', kind='det', units=preset['det_iters'],
                                    folder=osp.join(sd, f'det_{name}'), backbone=osp.join(folder, 'backbone.pth'),
                                    cfg=det_cfg, seed=seed, init=name,
