@@ -49,6 +49,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from projects.common.host_memory import KEEP_FREED_ENV, keep_freed_host_memory  # noqa: E402
+
 PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
 # Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
 # FlopCounterMode and a GEMM peak probe at the end, so the reference gets FLOPs and MFU counted as ours are.
@@ -82,6 +84,9 @@ REFERENCE_SETTINGS = ('student.arch=vit_small', 'compute_precision.grad_scaler=f
 
 
 # ----------------------------------------------------------------------------------------------- arguments
+HOST_MEMORY = ('keep', 'release')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +104,12 @@ def parse_args(argv=None):
     p.add_argument('--reference-python', help='Python for the reference (default: DIR/venv/bin/python)')
     p.add_argument('--reference-drop-path', type=float, nargs='+', default=[0.1, 0.3],
                    help='one reference entry per drop-path rate (DINOv2 default: 0.3)')
+    p.add_argument('--host-memory', choices=HOST_MEMORY, default='keep',
+                   help="our runs' host allocator, as tools/train.py sets it: keep = freed memory is kept for "
+                   'reuse (projects.common.host_memory), release = glibc defaults')
+    p.add_argument('--reference-host-memory', choices=HOST_MEMORY, nargs='+', default=['release'],
+                   help='one reference entry per setting: release = the reference as it ships; keep = the same '
+                   'allocator setting as ours (through the environment)')
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the GEMM peak probe')
     p.add_argument('--profile', metavar='FILE', help='profile one more train_step of each config with '
                    'torch.profiler; write the op table (self time) to FILE (config name appended)')
@@ -412,7 +423,8 @@ def entries(args) -> List[dict]:
     out = []
     for config in args.configs:
         cmd = [sys.executable, osp.abspath(__file__), config, '--child', '--warmup', str(args.warmup),
-               '--steps', str(args.steps), '--device', args.device, '--amp', args.amp]
+               '--steps', str(args.steps), '--device', args.device, '--amp', args.amp,
+               '--host-memory', args.host_memory]
         for flag, value in (('--arch', args.arch), ('--batch-size', args.batch_size), ('--threads', args.threads),
                             ('--data-root', args.data_root)):
             if value:
@@ -437,12 +449,14 @@ def entries(args) -> List[dict]:
         ref_env = dict(env, DINOV2_SRC=os.environ.get('DINOV2_SRC', osp.join(ref, 'src')))
         ref_env.pop('PYTHONPATH', None)
         for dp in args.reference_drop_path:
-            label = f'dinov2-dp{dp:g}'
-            head = [python, driver] if args.no_flops else [python, '-c', REFERENCE_WRAPPER, driver]
-            cmd = [*head, '--name', label, '--warmup', str(args.warmup), '--steps', str(args.steps),
-                   *REFERENCE_SETTINGS, f'train.batch_size_per_gpu={args.batch_size or 8}',
-                   f'student.drop_path_rate={dp}']
-            out.append(dict(label=label, cmd=cmd, env=ref_env, kind='reference'))
+            for host_memory in args.reference_host_memory:
+                label = f'dinov2-dp{dp:g}' + ('-keep-host-memory' if host_memory == 'keep' else '')
+                head = [python, driver] if args.no_flops else [python, '-c', REFERENCE_WRAPPER, driver]
+                cmd = [*head, '--name', label, '--warmup', str(args.warmup), '--steps', str(args.steps),
+                       *REFERENCE_SETTINGS, f'train.batch_size_per_gpu={args.batch_size or 8}',
+                       f'student.drop_path_rate={dp}']
+                env_ = dict(ref_env, **(KEEP_FREED_ENV if host_memory == 'keep' else {}))
+                out.append(dict(label=label, cmd=cmd, env=env_, kind='reference'))
     return out
 
 
@@ -501,9 +515,12 @@ def main(argv=None):
     args = parse_args(argv)
     cfg_options = _parse_cfg_options(args.cfg_options) if args.cfg_options else None
     if args.child:  # one run of ours; the JSON is the last line
-        print(json.dumps(measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps,
-                                 args.device, args.amp, args.threads, args.data_root, cfg_options,
-                                 flops=not args.no_flops, profile=args.profile)))
+        kept = args.host_memory == 'keep' and keep_freed_host_memory()  # before anything large, as train.py
+        result = measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps, args.device,
+                         args.amp, args.threads, args.data_root, cfg_options, flops=not args.no_flops,
+                         profile=args.profile)
+        result['host_memory'] = 'keep' if kept else 'release'
+        print(json.dumps(result))
         return None
     runs: Dict[str, List[dict]] = {}
     for rnd in range(args.rounds):
