@@ -35,6 +35,21 @@ def test_single_cell_box_and_non_square_grids():
         assert sample_field(f, torch.rand(4, 2).repeat(1, 2).sort(-1).values, hw).shape == (4, hw[0] * hw[1], 3)
 
 
+def test_one_field_for_many_views_equals_each_view_sampled_alone():
+    """The shared-field path (all views' points in one grid) gives each view's own samples and the summed
+    field gradient."""
+    f = field(d=4, h=6, w=6).requires_grad_()
+    boxes = torch.tensor([[0.0, 0.1, 0.5, 0.7], [0.3, 0.2, 0.9, 1.0], [0.2, 0.2, 0.4, 0.4]])
+    flips = torch.tensor([False, True, False])
+    together = sample_field(f, boxes, (3, 5), flips)
+    alone = torch.cat([sample_field(f, boxes[i:i + 1], (3, 5), flips[i:i + 1]) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-6)
+    weights = torch.randn_like(together)
+    grad_together, = torch.autograd.grad((together * weights).sum(), f)
+    grad_alone, = torch.autograd.grad((alone * weights).sum(), f)
+    assert torch.allclose(grad_together, grad_alone, atol=1e-5)
+
+
 def test_position_field_modes_and_gradients():
     pf = PositionField(8, field_size=4)
     out = pf(torch.tensor([[0.2, 0.2, 0.6, 0.7]]), (3, 3))

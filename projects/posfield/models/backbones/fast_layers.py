@@ -103,7 +103,9 @@ def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor]
     index, scale = kept_samples(x.shape[0], drop_prob, mode, x)
     if index.numel() == x.shape[0]:  # nothing dropped: no gather / scatter
         return x + branch(x) * scale
-    residual = branch(x[index])
+    # index_select, not x[index]: its backward is an index_add, where advanced indexing's is a serial
+    # accumulating index_put on CPU
+    residual = branch(x.index_select(0, index))
     return torch.index_add(x, 0, index, residual.to(x.dtype), alpha=scale)
 
 
@@ -152,12 +154,13 @@ def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
     if picked is None:
         rows = rows + attn_output(layer, attention_mix(layer, x)[samples, tokens]) * scale
     else:
-        mixed = attention_mix(layer, x[index])[kept_slot, tokens[picked]]
+        mixed = attention_mix(layer, x.index_select(0, index))[kept_slot, tokens[picked]]
         rows = torch.index_add(rows, 0, picked, attn_output(layer, mixed).to(rows.dtype), alpha=scale)
     picked, _, _, scale = kept_rows(drop_prob)
     if picked is None:
         return rows + ffn_branch(layer, rows) * scale
-    return torch.index_add(rows, 0, picked, ffn_branch(layer, rows[picked]).to(rows.dtype), alpha=scale)
+    return torch.index_add(rows, 0, picked, ffn_branch(layer, rows.index_select(0, picked)).to(rows.dtype),
+                           alpha=scale)
 
 
 def compiled_branches(**compile_kwargs) -> tuple:

@@ -155,8 +155,14 @@ def sample_field(field: torch.Tensor, boxes: torch.Tensor, grid_hw: Tuple[int, i
     """
     grid = view_grid(boxes, grid_hw, flips)
     f = field.float()
-    if f.shape[0] == 1 and grid.shape[0] != 1:
-        f = f.expand(grid.shape[0], -1, -1, -1)
+    views, (h, w) = grid.shape[0], grid_hw
+    if f.shape[0] == 1 and views != 1:
+        # One field for all views: sample all views' points as one (1, B * h, w) grid. Same values as
+        # expanding the field to B, but the backward accumulates into the one field directly instead of
+        # building a (B, D, Hf, Wf) gradient and summing it.
+        out = F.grid_sample(f, grid.reshape(1, views * h, w, 2), mode='bilinear', padding_mode='border',
+                            align_corners=False)  # (1, D, B * h, w)
+        return out.reshape(f.shape[1], views, h * w).permute(1, 2, 0).to(field.dtype)
     out = F.grid_sample(f, grid, mode='bilinear', padding_mode='border', align_corners=False)
     return out.flatten(2).transpose(1, 2).to(field.dtype)
 
