@@ -7,7 +7,7 @@ from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLay
 
 from projects.posfield.models.backbones import PosFieldViT
 from projects.posfield.models.backbones.fast_layers import (add_residual, attn_branch, ffn_branch, kept_samples,
-                                                              layer_drop_prob, run_layer)
+                                                              layer_drop_prob, observed, run_layer, scaled_linear)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
 
@@ -203,3 +203,33 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
             assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
     for key in plain_state:
         assert torch.allclose(fast_state[key].float(), plain_state[key].float(), atol=1e-5, rtol=1e-4), key
+
+
+def test_layer_scale_folded_into_the_linear_layer_has_the_same_values_and_gradients():
+    m = layer().double()
+    x = torch.randn(3, 5, 32, dtype=torch.float64)
+    attn, ffn = m.attn, m.ffn
+    unfolded = _out_and_grads(lambda t: attn.gamma1(attn.proj(t)) + ffn.gamma2(ffn.layers[1](t.repeat(1, 1, 2))),
+                              m, x)
+    folded = _out_and_grads(lambda t: scaled_linear(attn.proj, attn.gamma1, t)
+                            + scaled_linear(ffn.layers[1], ffn.gamma2, t.repeat(1, 1, 2)), m, x)
+    _assert_same(unfolded, folded, atol=1e-12)
+    assert {'attn.gamma1.weight', 'ffn.gamma2.weight', 'attn.proj.weight'} <= folded[2].keys()
+    identity = torch.nn.Identity()  # layer scale off: the linear layer alone
+    assert torch.equal(scaled_linear(attn.proj, identity, x), attn.proj(x))
+
+
+def test_hooks_on_a_layer_run_its_own_forward():
+    """Without hooks the fast branches run (equal values); a forward hook on any module of the layer (the
+    analysis tools' attention recording) makes its own forward run, so the hook fires."""
+    m = layer().eval()
+    x = torch.randn(2, 7, 32)
+    assert not observed(m)
+    assert torch.allclose(run_layer(m, x), m(x), atol=1e-6)
+    seen = []
+    handle = m.attn.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    assert observed(m)
+    assert torch.allclose(run_layer(m, x), m(x), atol=1e-6)
+    assert seen == [(2, 7, 32), (2, 7, 32)]
+    handle.remove()
+    assert not observed(m)

@@ -96,7 +96,8 @@ def test_keep_patches_equals_the_full_pass_at_those_tokens(mode):
     keep = torch.rand(6, 16) < 0.3
     keep[2] = False  # a view with no kept patch: its [CLS] alone
     seen = []
-    m.layers[-1].ffn.layers.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].numel() // inp[0].shape[-1]))
+    m.layers[-1].ffn.layers[0].register_forward_hook(  # the FFN's first block: (rows, D) in
+        lambda mod, inp, out: seen.append(inp[0].numel() // inp[0].shape[-1]))
 
     def run(**kw):
         m.zero_grad(set_to_none=True)

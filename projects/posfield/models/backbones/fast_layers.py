@@ -26,13 +26,17 @@ changes:
 Activation checkpointing is applied by the caller around :func:`run_layer`; checkpoint's RNG-state
 preservation makes the recomputed branch see the same kept subset.
 
-Where nothing is dropped (eval mode, rate 0) and nothing is compiled, the layer's own ``forward`` runs, so
-forward hooks on ``layer.attn`` (e.g. attention recording for the analysis tools) keep working there.
+* **LayerScale folded into the preceding linear layer** (:func:`scaled_linear`): one matmul, no per-token
+  product forward or backward.
+
+Where a forward hook watches a layer's modules (e.g. attention recording for the analysis tools), nothing is
+dropped (eval mode, rate 0) and nothing is compiled, the layer's own ``forward`` runs, so the hooks fire.
 """
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
 
@@ -63,10 +67,28 @@ def attention_mix(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
 
 
+def scaled_linear(linear: nn.Module, scale: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``scale(linear(x))``, with a LayerScale (a per-channel ``weight``) folded into the linear layer.
+
+    ``x @ (W * g).T + b * g`` is one matmul and no ``(tokens, D)`` product forward or backward; the gradients of
+    ``W``, ``b`` and ``g`` come from the ``(D, D_in)`` folded weight. Equal up to float rounding. Anything but a
+    channels-last LayerScale (e.g. ``nn.Identity`` when layer scale is off) is applied as is.
+    """
+    gamma = getattr(scale, 'weight', None)
+    if not isinstance(linear, nn.Linear) or gamma is None or getattr(scale, 'data_format',
+                                                                     'channels_last') != 'channels_last':
+        return scale(linear(x))
+    bias = None if linear.bias is None else linear.bias * gamma
+    return F.linear(x, linear.weight * gamma[:, None], bias)
+
+
 def attn_output(layer: nn.Module, mixed: torch.Tensor) -> torch.Tensor:
-    """``gamma1(proj(mixed))``: the attention branch after :func:`attention_mix` (any leading shape)."""
+    """``gamma1(proj(mixed))``: the attention branch after :func:`attention_mix` (any leading shape).
+
+    ``proj_drop`` (a dropout) commutes with the per-channel scale, so the scale is folded into ``proj``.
+    """
     attn = layer.attn
-    return attn.gamma1(attn.proj_drop(attn.proj(mixed)))
+    return attn.proj_drop(scaled_linear(attn.proj, attn.gamma1, mixed))
 
 
 def attn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +101,11 @@ def ffn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ffn = layer.ffn
     if not getattr(ffn, 'add_identity', True):
         raise ValueError('fast layers need an FFN with add_identity=True (a residual branch)')
-    return ffn.gamma2(ffn.layers(layer.ln2(x)))
+    *hidden, last_fc, last_drop = ffn.layers  # mmcv's FFN: [Sequential(fc, act, drop)] * n, fc, drop
+    h = layer.ln2(x)
+    for block in hidden:
+        h = block(h)
+    return last_drop(scaled_linear(last_fc, ffn.gamma2, h))
 
 
 def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
@@ -109,16 +135,25 @@ def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor]
     return torch.index_add(x, 0, index, residual.to(x.dtype), alpha=scale)
 
 
+def observed(layer: nn.Module) -> bool:
+    """Whether a forward hook watches the layer or any of its modules (then the layer's own forward must run)."""
+    from torch.nn.modules import module as torch_module
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in layer.modules())
+
+
 def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoulli',
               branches: Optional[tuple] = None) -> torch.Tensor:
-    """One ``TransformerEncoderLayer`` forward; equal to ``layer(x)`` in eval mode or with drop-path 0.
+    """One ``TransformerEncoderLayer`` forward; in eval mode or with drop-path 0 equal to ``layer(x)`` up to float
+    rounding.
 
     ``branches``: ``(attn_fn, ffn_fn)`` taking ``(layer, x)``, e.g. compiled versions of :func:`attn_branch` and
     :func:`ffn_branch` (default: those two).
     """
     drop_prob = layer_drop_prob(layer) if layer.training else 0.0
-    if drop_prob <= 0.0 and branches is None:
-        return layer(x)  # nothing to skip: mmpretrain's own forward (its modules' hooks, e.g. attention recording)
+    if drop_prob <= 0.0 and branches is None and observed(layer):
+        return layer(x)  # mmpretrain's own forward, so its modules' hooks fire (e.g. attention recording)
     attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
     x = add_residual(x, lambda t: attn_fn(layer, t), drop_prob, drop_path_mode)
     return add_residual(x, lambda t: ffn_fn(layer, t), drop_prob, drop_path_mode)
