@@ -1,13 +1,12 @@
 """Tiny checkpoints and data sets for the analysis tests (all made on the fly, CPU, seconds)."""
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import ROOT, TINY_PRETRAIN
+from tests.helpers import TINY_PRETRAIN
 
 PLAIN_VIT_CONFIG = """
 model = dict(
@@ -107,12 +106,8 @@ def labelled_dir(tmp_path_factory):
 
 
 def _load_tool(name):
-    import importlib.util
-    path = osp.join(ROOT, 'tools', 'analysis', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'analysis_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tests.helpers import load_tool
+    return load_tool(f'tools/analysis/{name}.py')
 
 
 @pytest.fixture(scope='session')

@@ -57,12 +57,9 @@ def run_tool(args, timeout=300, cwd=None, env=None):
 def run_tool_in_process(name, argv):
     """``tools/NAME.py`` main run here as its ``__main__`` block runs it: returns (exit status, message).
     Saves the interpreter start and imports for rows that are about the input, not the process."""
-    import importlib.util
-
     from projects.common.runner_setup import exit_on_bad_input
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', os.path.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from tests.helpers import load_tool
+    module = load_tool(f'tools/{name}.py')
     try:
         exit_on_bad_input(module.main, argv)
     except SystemExit as exc:

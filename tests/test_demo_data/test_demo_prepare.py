@@ -114,11 +114,8 @@ def test_split_by_group():
 
 
 def test_cli_reports_bad_source(capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'prepare_demo_data', osp.join(osp.dirname(__file__), '..', '..', 'tools', 'data', 'prepare_demo_data.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from tests.helpers import load_tool
+    mod = load_tool('tools/data/prepare_demo_data.py')
     assert mod.parse_args([]).data_root == 'data/demo'
     assert mod.main(['--sources', 'imagenet', '--data-root', '/nonexistent/demo']) == 1
     assert 'unknown source' in capsys.readouterr().err

@@ -1,6 +1,4 @@
 """Detector backbone: shapes, padding, field use; loading pre-trained checkpoints with a coverage check."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
@@ -9,7 +7,7 @@ from mmengine.registry import init_default_scope
 
 import projects.posfield.det  # noqa: F401
 from projects.posfield.det import CheckpointMismatchError, PosFieldViTDet
-from tests.helpers import ROOT, TINY_PRETRAIN
+from tests.helpers import TINY_PRETRAIN, load_tool
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 
@@ -112,9 +110,7 @@ def test_timm_vit_checkpoint_loads_in_interpolate_mode(tmp_path):
 
 def test_extract_backbone_tool(tmp_path, capsys):
     path, model = _pretrain_checkpoint(tmp_path)
-    spec = importlib.util.spec_from_file_location('extract', osp.join(ROOT, 'tools/model_converters/extract_backbone.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/model_converters/extract_backbone.py')
     out = tmp_path / 'bb.pth'
     kept = tool.main([path, str(out)])
     assert 'cls_token' in kept and 'pos_field.field' in kept  # complete: the analysis tools need [CLS]

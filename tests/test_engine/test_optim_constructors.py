@@ -1,6 +1,5 @@
 """Layer-wise lr decay, patch-embed lr multiplier and no-decay groups; the teacher is never optimised."""
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 

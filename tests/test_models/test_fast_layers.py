@@ -160,19 +160,14 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
     """The whole pre-training step (real pipeline, real train_step, drop-path 0.3): the same losses and the same
     parameters after two steps as with mmpretrain's own layer forward, for the same seed."""
     import copy
-    import importlib.util
-    import os.path as osp
 
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
     from projects.common.runner_setup import load_config
-    from tests.helpers import ROOT, TINY_PRETRAIN
-    spec = importlib.util.spec_from_file_location('pretrain_benchmark',
-                                                  osp.join(ROOT, 'tools/benchmarks/pretrain_benchmark.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from tests.helpers import TINY_PRETRAIN, load_tool
+    bench = load_tool('tools/benchmarks/pretrain_benchmark.py')
 
     init_default_scope('mmpretrain')
     cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)

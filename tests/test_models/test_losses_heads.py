@@ -1,7 +1,6 @@
 """Losses and heads against hand computations; fp32 under autocast; empty masks."""
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 

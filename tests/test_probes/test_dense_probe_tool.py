@@ -1,21 +1,16 @@
 """tools/analysis/dense_probe.py loads every backbone file the repository writes (pre-training checkpoint, with
 its config read from the checkpoint; extract_backbone.py output; a config for random init) and writes the rows."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
 
 from tests.det_helpers import write_coco
-from tests.helpers import ROOT, TINY_PRETRAIN
+from tests.helpers import TINY_PRETRAIN, load_tool
 
 
 def _tool(path):
-    spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3], osp.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(path)
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """ClsLocHead / ClsLocModel: losses, box mapping, backbone initialisation (SimCLR, ImageNet-Lite0), errors."""
 import copy
-import importlib.util
 import os.path as osp
 import sys
 
@@ -12,7 +11,7 @@ from mmpretrain.structures import DataSample
 
 import projects.simclr_loc  # noqa: F401
 from projects.simclr_loc.models import BackboneCheckpointMismatch, ClsLocHead, load_backbone_weights
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 
 TINY_LOC = osp.join(ROOT, 'configs/localization/clsloc_efficientnet-b0_1xb4-6iter_cpu-tiny.py')
 TINY_SIMCLR = osp.join(ROOT, 'configs/simclr/simclr_efficientnet-b0_1xb8-10iter_cpu-tiny.py')
@@ -123,9 +122,7 @@ def test_efficientnet_lite0_baseline_matches_the_package_model():
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model.backbone(x)[0], reference.extract_features(x))
-    spec = importlib.util.spec_from_file_location('simclr_loc_gradcam', osp.join(ROOT, 'tools/analysis/gradcam.py'))
-    gradcam = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gradcam)
+    gradcam = load_tool('tools/analysis/gradcam.py')
     layer, name = gradcam.default_target_layer(model)  # Grad-CAM's default layer for the Lite backbone
     assert name == 'backbone.model._bn1' and layer is model.backbone.model._bn1
     bad = copy.deepcopy(cfg.model)

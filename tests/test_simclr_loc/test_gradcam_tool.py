@@ -1,6 +1,5 @@
 """tools/analysis/gradcam.py on tiny classify-and-localise checkpoints: files written, heat maps not constant."""
 import copy
-import importlib.util
 import os.path as osp
 
 import cv2
@@ -12,17 +11,14 @@ from mmengine.registry import DefaultScope
 
 import projects.simclr_loc  # noqa: F401
 from projects.simclr_loc.datasets import VOC_CLASSES
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 from tests.test_simclr_loc.voc_fixture import write_voc
 
 TINY_LOC = osp.join(ROOT, 'configs/localization/clsloc_efficientnet-b0_1xb4-6iter_cpu-tiny.py')
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('simclr_loc_gradcam', osp.join(ROOT, 'tools/analysis/gradcam.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+def gradcam_tool():
+    return load_tool('tools/analysis/gradcam.py')
 
 
 @pytest.fixture(scope='module')
@@ -59,7 +55,7 @@ def checkpoints(tmp_path_factory):
 def test_two_checkpoints_side_by_side(checkpoints):
     tmp, (ckpt_a, ckpt_b), images = checkpoints
     out = tmp / 'out'
-    results = load_tool().main([TINY_LOC, ckpt_a, '--config2', TINY_LOC, '--checkpoint2', ckpt_b, '--img', *images,
+    results = gradcam_tool().main([TINY_LOC, ckpt_a, '--config2', TINY_LOC, '--checkpoint2', ckpt_b, '--img', *images,
                                 '--out-dir', str(out), '--target-class', 'cat', '--save-raw',
                                 '--display-size', '96', '--names', 'A', 'B', '--device', 'cpu'])
     assert len(results) == 2
@@ -82,7 +78,7 @@ def test_two_checkpoints_side_by_side(checkpoints):
 
 def test_bad_arguments_are_explained(checkpoints, capsys):
     tmp, (ckpt_a, _), images = checkpoints
-    tool = load_tool()
+    tool = gradcam_tool()
     with pytest.raises(SystemExit):
         tool.parse_args([TINY_LOC, ckpt_a, '--config2', TINY_LOC, '--img', images[0], '--out-dir', str(tmp)])
     assert '--config2 and --checkpoint2 go together' in capsys.readouterr().err
@@ -104,7 +100,7 @@ def test_bad_arguments_are_explained(checkpoints, capsys):
 
 def test_three_models_with_compare_and_cfg_options(checkpoints):
     tmp, (ckpt_a, ckpt_b), images = checkpoints
-    tool = load_tool()
+    tool = gradcam_tool()
     results = tool.main([TINY_LOC, ckpt_a, '--compare', TINY_LOC, ckpt_b, '--compare', TINY_LOC, ckpt_a,
                          '--img', images[0], '--out-dir', str(tmp / 'out3'), '--display-size', '96', '--device', 'cpu',
                          '--names', 'A', 'B', 'C', '--cfg-options', 'model.head.box_hidden_channels=32'])

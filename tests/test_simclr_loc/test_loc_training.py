@@ -1,7 +1,6 @@
 """The tiny localisation config end to end: SimCLR-initialised training through mmengine's Runner, evaluation
 with LocalizationMetric, then tools/test.py on the saved checkpoint."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 
@@ -11,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import projects.simclr_loc  # noqa: F401
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_tool
 from tests.test_simclr_loc.voc_fixture import write_voc
 
 TINY_LOC = osp.join(ROOT, 'configs/localization/clsloc_efficientnet-b0_1xb4-6iter_cpu-tiny.py')
@@ -70,9 +69,7 @@ def test_runner_test_reports_localisation_metrics(trained):
 
 
 def test_tools_test_writes_the_metrics(trained, tmp_path):
-    spec = importlib.util.spec_from_file_location('simclr_loc_tool_test', osp.join(ROOT, 'tools', 'test.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/test.py')
     out = tmp_path / 'metrics.json'
     opts = data_options(trained['tmp'] / 'voc')
     argv = [TINY_LOC, str(trained['tmp'] / 'work' / 'iter_6.pth'), '--work-dir', str(tmp_path / 'w'),

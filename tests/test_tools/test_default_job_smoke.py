@@ -125,11 +125,8 @@ def test_report_is_self_contained_and_renders_in_chromium(smoke_job, tmp_path):
 
 
 def _load_job():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('run_default_job', JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tests.helpers import load_tool
+    return load_tool('tools/run_default_job.py')
 
 
 def test_aggregate_mean_std_and_paired_differences():

@@ -1,15 +1,13 @@
 """tools/benchmarks/pretrain_benchmark.py: the real train_step on synthetic data, counted FLOPs, MFU, ratios."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
+from tests.helpers import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location('pretrain_benchmark',
-                                               osp.join(ROOT, 'tools/benchmarks/pretrain_benchmark.py'))
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_tool('tools/benchmarks/pretrain_benchmark.py')
 TINY = osp.join(ROOT, 'configs/posfield/posfield_vit-tiny-p8_1xb4-6iter_cpu-smoke.py')
 DAGGER = osp.join(ROOT, 'configs/posfield/dinov2-dagger_vit-small-p16_4xb64-amp-100e_in1k.py')
 

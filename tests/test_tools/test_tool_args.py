@@ -1,23 +1,17 @@
 """Argument handling of tools/train.py and tools/test.py (no training here)."""
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
+from tests.helpers import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool('train')
-test_tool = _load_tool('test')
+train_tool = load_tool('tools/train.py')
+test_tool = load_tool('tools/test.py')
 
 
 def _cfg(**extra):
