@@ -6,8 +6,9 @@ import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
 from projects.posfield.models.backbones import PosFieldViT
-from projects.posfield.models.backbones.fast_layers import (add_residual, attn_branch, ffn_branch, kept_samples,
-                                                              layer_drop_prob, observed, run_layer, scaled_linear)
+from projects.posfield.models.backbones.fast_layers import (add_residual, attention_mix, attention_rows, attn_branch,
+                                                              ffn_branch, kept_samples, layer_drop_prob, observed,
+                                                              run_layer, scaled_linear)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
 
@@ -231,3 +232,15 @@ def test_hooks_on_a_layer_run_its_own_forward():
     assert seen == [(2, 7, 32), (2, 7, 32)]
     handle.remove()
     assert not observed(m)
+
+
+def test_attention_for_selected_rows_equals_the_full_attention_at_those_rows():
+    """Queries for chosen rows only (any order, uneven counts per sample, a sample with none): the same values
+    and gradients as the full attention read at those rows."""
+    m = layer().double()
+    x = torch.randn(4, 9, 32, dtype=torch.float64)
+    samples = torch.tensor([2, 0, 2, 3, 0, 2])  # sample 1 has no row
+    tokens = torch.tensor([0, 4, 8, 1, 0, 3])
+    full = _out_and_grads(lambda t: attention_mix(m, t)[samples, tokens], m, x)
+    rows = _out_and_grads(lambda t: attention_rows(m, t, samples, tokens), m, x)
+    _assert_same(full, rows, atol=1e-12)

@@ -18,8 +18,9 @@ changes:
 * **Attention** through the layer's own ``scaled_dot_product_attention``, which mmpretrain binds to
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA, a fused
   kernel on CPU) whenever ``qk_scale`` is not set.
-* **The last layer on the rows a loss reads** (:func:`run_layer_rows`): keys and values from every token, the
-  output projection and the FFN only on the requested rows ([CLS] and masked patches in pre-training).
+* **The last layer on the rows a loss reads** (:func:`run_layer_rows`): keys and values from every token; the
+  queries, the attention, the output projection and the FFN only for the requested rows ([CLS] and masked
+  patches in pre-training; :func:`attention_rows`).
 * **Optional ``torch.compile``** of the two residual branches (``dynamic=True``: the batch changes with the
   kept subset and the token count with the view size).
 
@@ -55,16 +56,51 @@ def set_drop_path(layers, rate: float) -> None:
             drop.drop_prob = float(rate)
 
 
+def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The layer's ``scaled_dot_product_attention`` of ``(B, H, Tq, d)`` queries and ``(B, H, Tk, d)`` keys and
+    values, with its attention dropout while training."""
+    return attn.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop if attn.training else 0.)
+
+
+def _check_attention(attn: nn.Module) -> None:
+    if attn.v_shortcut:
+        raise ValueError('fast layers do not support MultiheadAttention(v_shortcut=True)')
+
+
 def attention_mix(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``attention(ln1(x))`` before the output projection, ``(B, T, D)``."""
     attn = layer.attn
-    if attn.v_shortcut:
-        raise ValueError('fast layers do not support MultiheadAttention(v_shortcut=True)')
+    _check_attention(attn)
     batch, tokens, _ = x.shape
     qkv = attn.qkv(layer.ln1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
-    out = attn.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop if attn.training else 0.)
-    return out.transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
+    return attend(attn, q, k, v).transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
+
+
+def attention_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``attention_mix(layer, x)[samples, tokens]``, ``(R, D)``, with queries for those R rows only.
+
+    Keys and values come from every token; the query projection and the attention run for the requested rows,
+    padded per sample to the largest count (rows may come in any order).
+    """
+    attn = layer.attn
+    _check_attention(attn)
+    batch, n_tokens, dims = x.shape
+    heads, head_dims = attn.num_heads, attn.head_dims
+    normed = layer.ln1(x)
+    w_q, w_kv = attn.qkv.weight.split([dims, 2 * dims])
+    b_q, b_kv = (None, None) if attn.qkv.bias is None else attn.qkv.bias.split([dims, 2 * dims])
+    k, v = F.linear(normed, w_kv, b_kv).reshape(batch, n_tokens, 2, heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    q_rows = F.linear(normed[samples, tokens], w_q, b_q)  # (R, D)
+    counts = torch.bincount(samples, minlength=batch)
+    order = torch.argsort(samples, stable=True)
+    ranks = torch.arange(samples.numel(), device=x.device) - (counts.cumsum(0) - counts)[samples[order]]
+    slot = torch.empty_like(ranks).index_put_((order,), ranks)  # each row's rank among its sample's rows
+    q = q_rows.new_zeros(batch, int(counts.max()) if samples.numel() else 0, dims)
+    q = q.index_put((samples, slot), q_rows)
+    q = q.view(batch, -1, heads, head_dims).transpose(1, 2)
+    out = attend(attn, q, k, v).transpose(1, 2).reshape(batch, -1, dims)
+    return out[samples, slot]
 
 
 def scaled_linear(linear: nn.Module, scale: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -163,8 +199,8 @@ def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
                    drop_path_mode: str = 'bernoulli') -> torch.Tensor:
     """``run_layer(layer, x)[samples, tokens]``, ``(R, D)``, computing only those R output rows.
 
-    Keys and values still come from every token of ``x``; the output projection and the FFN, three quarters of a
-    layer's matmul work per token, run on the R rows only. For the last layer of a pre-training pass, whose
+    Keys and values still come from every token of ``x``; the queries, the attention, the output projection and
+    the FFN run for the R rows only (:func:`attention_rows`). For the last layer of a pre-training pass, whose
     loss reads the [CLS] tokens and the masked patch tokens alone, this is the same result for those rows with
     less work. Stochastic depth draws exactly as :func:`run_layer` does (one draw per branch over the whole
     batch), so a seeded step keeps the samples it would have kept.
@@ -187,9 +223,9 @@ def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
 
     picked, kept_slot, index, scale = kept_rows(drop_prob)
     if picked is None:
-        rows = rows + attn_output(layer, attention_mix(layer, x)[samples, tokens]) * scale
+        rows = rows + attn_output(layer, attention_rows(layer, x, samples, tokens)) * scale
     else:
-        mixed = attention_mix(layer, x.index_select(0, index))[kept_slot, tokens[picked]]
+        mixed = attention_rows(layer, x.index_select(0, index), kept_slot, tokens[picked])
         rows = torch.index_add(rows, 0, picked, attn_output(layer, mixed).to(rows.dtype), alpha=scale)
     picked, _, _, scale = kept_rows(drop_prob)
     if picked is None:
