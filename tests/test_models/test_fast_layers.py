@@ -158,9 +158,11 @@ def test_compiled_layers_match_eager():
 
 
 def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monkeypatch):
-    """The whole pre-training step (real pipeline, real train_step, drop-path 0.3): the same losses and the same
-    parameters after two steps as with mmpretrain's own layer forward, for the same seed."""
+    """The whole pre-training step (real pipeline, real train_step, drop-path 0.3): the same losses, the same
+    gradients at both steps and the same parameters after them as with mmpretrain's own layer forward, for the
+    same seed."""
     import copy
+    import random
 
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
@@ -176,8 +178,14 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
     # mmpretrain's plain layers draw as mmcv's DropPath does, which 'bernoulli' reproduces draw for draw (the
     # configs' 'dinov2' rule has the same expectation, tested above, with other draws)
     cfg.model.backbone.drop_path_mode = 'bernoulli'
+    # Plain SGD with a small lr for the parameters compared after the steps: AdamW's first steps move every
+    # coordinate by about lr whatever its gradient's size, so float rounding in a near-zero gradient would show up
+    # at the scale of lr (fused AdamW has its own test). The gradients themselves are compared at each step.
+    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3))
     cfg.train_dataloader.dataset = bench.synthetic_dataset_cfg(cfg, bench.make_images(str(tmp_path), 4, (96, 80)))
     torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)  # the pipeline's crops: the same batches in every run of the test
     batches = bench.build_batches(cfg, 2, 4)
 
     def run(plain):
@@ -189,18 +197,28 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
         model.set_train_length(max_iters=100, iters_per_epoch=10)
         model.train()
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        grads, optimizer_step = [], optim_wrapper.step
+
+        def step(**kwargs):  # the gradients each step applies
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            return optimizer_step(**kwargs)
+        optim_wrapper.step = step
         torch.manual_seed(1)
         np.random.seed(1)  # the data preprocessor draws placements and masks from numpy's global state
         logs = [{k: float(v) for k, v in model.train_step(copy.deepcopy(b), optim_wrapper).items()} for b in batches]
         monkeypatch.undo()
-        return logs, model.state_dict()
+        return logs, grads, model.state_dict()
 
-    (fast_logs, fast_state), (plain_logs, plain_state) = run(False), run(True)
+    (fast_logs, fast_grads, fast_state), (plain_logs, plain_grads, plain_state) = run(False), run(True)
     for fast, plain in zip(fast_logs, plain_logs):
         assert fast.keys() == plain.keys()
         for key in fast:
             assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
-    for key in plain_state:
+    for fast, plain in zip(fast_grads, plain_grads):  # both steps
+        assert fast.keys() == plain.keys() and len(plain) > 10
+        for name, grad in plain.items():
+            assert torch.allclose(fast[name], grad, rtol=1e-3, atol=1e-4 * grad.abs().max().item() + 1e-12), name
+    for key in plain_state:  # parameters and buffers (centres, the teacher) after the two steps
         assert torch.allclose(fast_state[key].float(), plain_state[key].float(), atol=1e-5, rtol=1e-4), key
 
 
