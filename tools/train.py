@@ -17,7 +17,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from projects.common.checkpoint import latest_checkpoint, remove_stale_temporaries  # noqa: E402
-from projects.common.host_memory import keep_freed_host_memory  # noqa: E402
+from projects.common.host_memory import HOST_MEMORY_CHOICES, apply_host_memory  # noqa: E402
 from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
                                           exit_on_bad_input, is_rank_zero, load_config)
 
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument('--cfg-options', nargs='+', action=_DictAction, default={},
                         help='override config keys, e.g. train_dataloader.batch_size=8 model.backbone.arch=small')
-    parser.add_argument('--host-memory', choices=['keep', 'release'], default='keep',
+    parser.add_argument('--host-memory', choices=HOST_MEMORY_CHOICES, default='keep',
                         help='keep (default): freed host memory stays with the process for reuse, which saves '
                         'the page faults of re-allocating large tensors every step (faster CPU training, a '
                         'higher resident set); release: the C library\'s defaults (docs/benchmarks.md)')
@@ -98,8 +98,7 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.host_memory == 'keep':
-        keep_freed_host_memory()  # before the model and the data exist
+    apply_host_memory(args.host_memory)  # before the model and the data exist
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind

@@ -4,7 +4,7 @@ PyTorch's CPU allocator takes every tensor from ``malloc`` and hands it back wit
 request above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and returns it to the kernel on
 ``free``, and trims the top of its heap once it is free. A pre-training step allocates and frees the same
 large tensors every step (the ``(tokens, 65536)`` prototype logits alone are about 140 MiB), so every step
-page-faults them in again and the kernel zeroes each page: on a 2-core CPU that was 6 % of the step
+page-faults them in again and the kernel zeroes each page: on a 2-core CPU that was about 7 % of the step
 (docs/benchmarks.md). :func:`keep_freed_host_memory` makes glibc take every allocation from its heap and
 never give freed memory back, so after the first step the same memory is reused without faults. The cost is
 a higher resident set at the heap's high-water mark (freed blocks stay mapped; measured in
@@ -23,6 +23,10 @@ M_MMAP_MAX = -4
 
 # The environment form, for a process started by someone else (glibc reads it at start-up).
 KEEP_FREED_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 62)}
+
+# What tools/train.py and the benchmark offer: 'keep' (the default) applies keep_freed_host_memory, 'release'
+# leaves the C library's defaults.
+HOST_MEMORY_CHOICES = ('keep', 'release')
 
 _applied = False
 
@@ -47,3 +51,11 @@ def keep_freed_host_memory() -> bool:
     # mallopt returns 1 on success; M_TRIM_THRESHOLD -1 means "never trim" (mallopt(3)).
     _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
     return _applied
+
+
+def apply_host_memory(choice: str) -> str:
+    """Apply a ``--host-memory`` choice (:data:`HOST_MEMORY_CHOICES`); returns the setting in effect ('keep' only
+    where :func:`keep_freed_host_memory` applied)."""
+    if choice not in HOST_MEMORY_CHOICES:
+        raise ValueError(f'host memory must be one of {HOST_MEMORY_CHOICES}, got {choice!r}')
+    return 'keep' if choice == 'keep' and keep_freed_host_memory() else 'release'

@@ -1,4 +1,5 @@
-"""keep_freed_host_memory: a freed large tensor's memory is reused without page faults; the default releases it."""
+"""apply_host_memory / keep_freed_host_memory: a freed large tensor's memory is reused without page faults; the
+default releases it."""
 import os
 import subprocess
 import sys
@@ -14,9 +15,8 @@ _PROBE = """
 import resource, sys
 sys.path.insert(0, {root!r})
 import torch
-if sys.argv[1] == 'keep':
-    from projects.common.host_memory import keep_freed_host_memory
-    assert keep_freed_host_memory() is True
+from projects.common.host_memory import apply_host_memory
+assert apply_host_memory(sys.argv[1]) == sys.argv[1]
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 x = torch.ones(32 * 2 ** 20)
@@ -40,6 +40,12 @@ def test_kept_memory_is_reused_without_page_faults():
     assert _second_allocation_faults('keep') < pages // 20  # the freed heap memory is reused
     # the environment form, which the benchmark gives a process it does not own (the reference)
     assert _second_allocation_faults('release', env=KEEP_FREED_ENV) < pages // 20
+
+
+def test_unknown_choice_is_refused():
+    from projects.common.host_memory import apply_host_memory
+    with pytest.raises(ValueError, match="'keep', 'release'"):
+        apply_host_memory('hold')
 
 
 def test_train_tool_keeps_host_memory_by_default():

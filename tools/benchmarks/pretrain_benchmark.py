@@ -49,7 +49,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from projects.common.host_memory import KEEP_FREED_ENV, keep_freed_host_memory  # noqa: E402
+from projects.common.host_memory import HOST_MEMORY_CHOICES, KEEP_FREED_ENV, apply_host_memory  # noqa: E402
 
 PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
 # Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
@@ -84,9 +84,6 @@ REFERENCE_SETTINGS = ('student.arch=vit_small', 'compute_precision.grad_scaler=f
 
 
 # ----------------------------------------------------------------------------------------------- arguments
-HOST_MEMORY = ('keep', 'release')
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,10 +101,10 @@ def parse_args(argv=None):
     p.add_argument('--reference-python', help='Python for the reference (default: DIR/venv/bin/python)')
     p.add_argument('--reference-drop-path', type=float, nargs='+', default=[0.1, 0.3],
                    help='one reference entry per drop-path rate (DINOv2 default: 0.3)')
-    p.add_argument('--host-memory', choices=HOST_MEMORY, default='keep',
+    p.add_argument('--host-memory', choices=HOST_MEMORY_CHOICES, default='keep',
                    help="our runs' host allocator, as tools/train.py sets it: keep = freed memory is kept for "
                    'reuse (projects.common.host_memory), release = glibc defaults')
-    p.add_argument('--reference-host-memory', choices=HOST_MEMORY, nargs='+', default=['release'],
+    p.add_argument('--reference-host-memory', choices=HOST_MEMORY_CHOICES, nargs='+', default=['release'],
                    help='one reference entry per setting: release = the reference as it ships; keep = the same '
                    'allocator setting as ours (through the environment)')
     p.add_argument('--no-flops', action='store_true', help='skip the FLOP count and the GEMM peak probe')
@@ -515,11 +512,11 @@ def main(argv=None):
     args = parse_args(argv)
     cfg_options = _parse_cfg_options(args.cfg_options) if args.cfg_options else None
     if args.child:  # one run of ours; the JSON is the last line
-        kept = args.host_memory == 'keep' and keep_freed_host_memory()  # before anything large, as train.py
+        host_memory = apply_host_memory(args.host_memory)  # before anything large is built, as train.py does
         result = measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps, args.device,
                          args.amp, args.threads, args.data_root, cfg_options, flops=not args.no_flops,
                          profile=args.profile)
-        result['host_memory'] = 'keep' if kept else 'release'
+        result['host_memory'] = host_memory
         print(json.dumps(result))
         return None
     runs: Dict[str, List[dict]] = {}
