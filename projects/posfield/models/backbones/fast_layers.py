@@ -29,6 +29,8 @@ preservation makes the recomputed branch see the same kept subset.
 
 * **LayerScale folded into the preceding linear layer** (:func:`scaled_linear`): one matmul, no per-token
   product forward or backward.
+* **Linear products by oneDNN** on float32 CPU tensors (:func:`projects.common.fast_linear.linear`): faster than
+  MKL's ``sgemm``, which ``F.linear`` uses there, for the forward product and the input gradient.
 
 Where a forward hook watches a layer's modules (e.g. attention recording for the analysis tools), nothing is
 dropped (eval mode, rate 0) and nothing is compiled, the layer's own ``forward`` runs, so the hooks fire.
@@ -37,7 +39,8 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from projects.common.fast_linear import linear, linear_module
 
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
 
@@ -72,7 +75,7 @@ def attention_mix(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     attn = layer.attn
     _check_attention(attn)
     batch, tokens, _ = x.shape
-    qkv = attn.qkv(layer.ln1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
+    qkv = linear_module(attn.qkv, layer.ln1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     return attend(attn, q, k, v).transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
 
@@ -90,8 +93,8 @@ def attention_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
     normed = layer.ln1(x)
     w_q, w_kv = attn.qkv.weight.split([dims, 2 * dims])
     b_q, b_kv = (None, None) if attn.qkv.bias is None else attn.qkv.bias.split([dims, 2 * dims])
-    k, v = F.linear(normed, w_kv, b_kv).reshape(batch, n_tokens, 2, heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-    q_rows = F.linear(normed[samples, tokens], w_q, b_q)  # (R, D)
+    k, v = linear(normed, w_kv, b_kv).reshape(batch, n_tokens, 2, heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    q_rows = linear(normed[samples, tokens], w_q, b_q)  # (R, D)
     counts = torch.bincount(samples, minlength=batch)
     order = torch.argsort(samples, stable=True)
     ranks = torch.arange(samples.numel(), device=x.device) - (counts.cumsum(0) - counts)[samples[order]]
@@ -103,19 +106,19 @@ def attention_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
     return out[samples, slot]
 
 
-def scaled_linear(linear: nn.Module, scale: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``scale(linear(x))``, with a LayerScale (a per-channel ``weight``) folded into the linear layer.
+def scaled_linear(fc: nn.Module, scale: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``scale(fc(x))``, with a LayerScale (a per-channel ``weight``) folded into the linear layer ``fc``.
 
     ``x @ (W * g).T + b * g`` is one matmul and no ``(tokens, D)`` product forward or backward; the gradients of
     ``W``, ``b`` and ``g`` come from the ``(D, D_in)`` folded weight. Equal up to float rounding. Anything but a
     channels-last LayerScale (e.g. ``nn.Identity`` when layer scale is off) is applied as is.
     """
     gamma = getattr(scale, 'weight', None)
-    if not isinstance(linear, nn.Linear) or gamma is None or getattr(scale, 'data_format',
-                                                                     'channels_last') != 'channels_last':
-        return scale(linear(x))
-    bias = None if linear.bias is None else linear.bias * gamma
-    return F.linear(x, linear.weight * gamma[:, None], bias)
+    if not isinstance(fc, nn.Linear) or gamma is None or getattr(scale, 'data_format',
+                                                                 'channels_last') != 'channels_last':
+        return scale(linear_module(fc, x))
+    bias = None if fc.bias is None else fc.bias * gamma
+    return linear(x, fc.weight * gamma[:, None], bias)
 
 
 def attn_output(layer: nn.Module, mixed: torch.Tensor) -> torch.Tensor:
@@ -139,8 +142,8 @@ def ffn_branch(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise ValueError('fast layers need an FFN with add_identity=True (a residual branch)')
     *hidden, last_fc, last_drop = ffn.layers  # mmcv's FFN: [Sequential(fc, act, drop)] * n, fc, drop
     h = layer.ln2(x)
-    for block in hidden:
-        h = block(h)
+    for block in hidden:  # Sequential(fc, act, drop)
+        h = linear_module(block, h)
     return last_drop(scaled_linear(last_fc, ffn.gamma2, h))
 
 

@@ -6,6 +6,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch.nn.utils.parametrizations import weight_norm
 
+from projects.common.fast_linear import linear_module
+
 
 @MODELS.register_module()
 class DINOProjectionNeck(BaseModule):
@@ -42,8 +44,8 @@ class DINOProjectionNeck(BaseModule):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mlp(x)
+        x = linear_module(self.mlp, x)
         # Normalisation and the prototype product in fp32: fp16 cosine logits / 0.04 overflow softmax.
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1, eps=1e-6)
-            return self.prototypes(x)
+            return linear_module(self.prototypes, x)

@@ -1,0 +1,128 @@
+"""``linear(x, weight, bias)``: ``F.linear`` with oneDNN's matmul for float32 CPU tensors.
+
+PyTorch sends a float32 ``F.linear`` on the CPU to MKL's ``sgemm``. oneDNN, which ships in the same wheel
+(``torch.ops.mkldnn._linear_pointwise``), was faster on the pre-training shapes of a 2-core AMD EPYC (Zen 4) with
+torch 2.14.1: 5-11 % for the forward product of the ViT-S layers, 10-28 % for their input gradient
+(``grad @ W``, read through a transposed view of ``W``, no copy) and for the forward product of the 65536-way
+prototype layer (docs/benchmarks.md). MKL stays where it was the faster of the two (the weight gradient, the
+prototype layer's input gradient).
+
+Everything else goes to ``F.linear`` unchanged: other devices and dtypes, CPU autocast (``F.linear`` is where
+autocast casts), code being traced by ``torch.compile``, empty inputs, and every call when the environment sets
+``FAST_LINEAR=0`` (read at import; how the benchmark measures the change). Values and gradients equal
+``F.linear``'s up to float rounding (``tests/test_common/test_fast_linear.py``).
+"""
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+
+
+def _onednn_op():
+    if os.environ.get('FAST_LINEAR', '1') == '0' or not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)  # None in a build without it
+
+
+_ONEDNN_LINEAR = _onednn_op()
+
+# oneDNN keeps a primitive (and ideep a computation) per input shape in two caches, with buffers that outlive the
+# call. The prototype layer's row count changes every step, so the caches fill with entries that pin freed memory;
+# with freed memory kept for reuse (projects/common/host_memory.py) that fragmented the heap by about 100 MiB per
+# new shape. Without the caches, memory stays flat and the step measured no slower. Read when oneDNN creates its
+# first primitive, so this has to happen before any oneDNN op runs; a value already in the environment wins.
+ONEDNN_CACHE_ENV = {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '0', 'LRU_CACHE_CAPACITY': '1'}
+if _ONEDNN_LINEAR is not None:
+    for _name, _value in ONEDNN_CACHE_ENV.items():
+        os.environ.setdefault(_name, _value)
+
+
+def _onednn_linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 FLOPs per multiply-add, as ``torch.utils.flop_counter`` counts ``aten.addmm``."""
+    outputs = 1
+    for size in out_shape:
+        outputs *= size
+    return 2 * outputs * x_shape[-1]
+
+
+if _ONEDNN_LINEAR is not None and _ONEDNN_LINEAR not in flop_counter.flop_registry:
+    flop_counter.register_flop_formula(_ONEDNN_LINEAR)(_onednn_linear_flop)
+
+
+def _onednn(x2d: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``x2d @ weight.T + bias`` by oneDNN; ``weight`` may be a strided view (e.g. a transpose)."""
+    return _ONEDNN_LINEAR(x2d, weight, bias, 'none', [], '')
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """The products in the order and by the library that measured fastest (docs/benchmarks.md):
+
+    * forward ``x @ W.T``: oneDNN;
+    * input gradient ``grad @ W``: oneDNN, except for a layer much wider than its input (the prototype layer),
+      where MKL's ``mm`` was faster;
+    * weight gradient: MKL's ``mm``, computed as the product whose result has more rows than columns
+      (``grad.T @ x`` or ``(x.T @ grad).T``), 10-20 % faster than the other orientation;
+    * bias gradient: a sum over the rows.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        x2d = x.reshape(-1, x.shape[-1])
+        ctx.save_for_backward(x2d, weight)
+        ctx.x_shape = x.shape
+        ctx.has_bias = bias is not None
+        return _onednn(x2d, weight, bias).view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x2d, weight = ctx.saved_tensors
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        out_features, in_features = weight.shape
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            wide = out_features > 8 * in_features
+            grad_x = (grad2d.mm(weight) if wide else _onednn(grad2d, weight.t(), None)).view(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            grad_w = grad2d.t().mm(x2d) if out_features >= in_features else x2d.t().mm(grad2d).t()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad2d.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> bool:
+    """Whether :func:`linear` takes the oneDNN path for these arguments."""
+    return (_ONEDNN_LINEAR is not None and x.device.type == 'cpu' and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
+            and x.dim() >= 2 and x.numel() > 0 and weight.dim() == 2
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, by oneDNN where :func:`uses_onednn` says so."""
+    if not uses_onednn(x, weight, bias):
+        return F.linear(x, weight, bias)
+    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
+                                           or (bias is not None and bias.requires_grad)):
+        return _onednn(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])
+    return _OneDNNLinear.apply(x, weight, bias)
+
+
+def _watched(module: torch.nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, through :func:`linear` for an ``nn.Linear`` (also a weight-normalised one) and for the
+    ``nn.Linear`` children of an ``nn.Sequential``; a module that a hook watches runs its own forward."""
+    if _watched(module):
+        return module(x)
+    if isinstance(module, torch.nn.Linear):
+        return linear(x, module.weight, module.bias)
+    if isinstance(module, torch.nn.Sequential):
+        for child in module:
+            x = linear_module(child, x)
+        return x
+    return module(x)

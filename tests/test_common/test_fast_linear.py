@@ -1,0 +1,147 @@
+"""fast_linear.linear: F.linear's values and gradients through oneDNN on float32 CPU tensors, F.linear elsewhere."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from projects.common import fast_linear
+from projects.common.fast_linear import linear, linear_module, uses_onednn
+from tests.helpers import ROOT
+
+needs_onednn = pytest.mark.skipif(fast_linear._ONEDNN_LINEAR is None, reason='torch built without oneDNN linear')
+
+
+def _reference(x, w, b, grad):
+    """Float64 F.linear: output and gradients of (x, w, b)."""
+    ref = [None if t is None else t.detach().double().requires_grad_() for t in (x, w, b)]
+    out = F.linear(*ref)
+    out.backward(grad.double())
+    return out, [None if t is None else t.grad for t in ref]
+
+
+@needs_onednn
+@pytest.mark.parametrize('lead', [(40,), (3, 7), (2, 3, 5)])
+@pytest.mark.parametrize('with_bias', [True, False])
+@pytest.mark.parametrize('in_out', [(48, 96), (96, 48), (16, 512)], ids=['wider', 'narrower', 'prototype-like'])
+def test_values_and_gradients_equal_f_linear(lead, with_bias, in_out):
+    """Every backward branch: weight gradient in both orientations, input gradient by oneDNN and by mm."""
+    torch.manual_seed(0)
+    fan_in, fan_out = in_out
+    x = torch.randn(*lead, fan_in, requires_grad=True)
+    w = torch.randn(fan_out, fan_in, requires_grad=True)
+    b = torch.randn(fan_out, requires_grad=True) if with_bias else None
+    grad = torch.randn(*lead, fan_out)
+    assert uses_onednn(x, w, b)
+    out = linear(x, w, b)
+    out.backward(grad)
+    ref_out, ref_grads = _reference(x, w, b, grad)
+    assert out.shape == ref_out.shape
+    torch.testing.assert_close(out.double(), ref_out, rtol=1e-5, atol=1e-5)
+    for t, ref in zip((x, w, b), ref_grads):
+        if t is not None:
+            torch.testing.assert_close(t.grad.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_strided_arguments_and_partial_gradients():
+    """A transposed input, a weight that is a product (a non-leaf) and a slice; only some arguments need grad."""
+    torch.manual_seed(1)
+    x = torch.randn(32, 20).t()  # (20, 32), not contiguous
+    base = torch.randn(64, 32, requires_grad=True)
+    gamma = torch.rand(64, requires_grad=True)
+    w = (base * gamma[:, None])[16:48]  # (32, 32) rows of a computed weight
+    grad = torch.randn(20, 32)
+    out = linear(x, w)
+    out.backward(grad)
+    ref_base, ref_gamma = base.detach().double().requires_grad_(), gamma.detach().double().requires_grad_()
+    ref = F.linear(x.double(), (ref_base * ref_gamma[:, None])[16:48])
+    ref.backward(grad.double())
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(base.grad.double(), ref_base.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gamma.grad.double(), ref_gamma.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_no_grad_path_and_flop_count_match_f_linear():
+    x, w, b = torch.randn(5, 9, 16), torch.randn(24, 16), torch.randn(24)
+    with torch.inference_mode():
+        torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    for fn in (linear, F.linear):
+        args = [t.detach().requires_grad_() for t in (x, w, b)]
+        with FlopCounterMode(display=False) as counter:
+            fn(*args).sum().backward()
+        assert counter.get_total_flops() == 3 * 2 * 45 * 16 * 24, fn  # forward, input and weight gradients
+
+
+def test_falls_back_to_f_linear_where_onednn_does_not_apply():
+    x, w = torch.randn(4, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
+    assert not uses_onednn(x, w)
+    assert torch.equal(linear(x, w), F.linear(x, w))
+    empty = torch.randn(0, 8)
+    assert not uses_onednn(empty, w.float())
+    assert linear(empty, w.float()).shape == (0, 3)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not uses_onednn(x.float(), w.float())
+        assert linear(x.float(), w.float()).dtype == torch.bfloat16  # autocast still casts
+
+
+def test_linear_module_runs_sequential_weight_norm_and_watched_modules():
+    torch.manual_seed(2)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
+    normed = nn.utils.parametrizations.weight_norm(nn.Linear(4, 32, bias=False))
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(linear_module(normed, linear_module(mlp, x)), normed(mlp(x)), rtol=1e-5, atol=1e-6)
+    seen = []
+    mlp[0].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    linear_module(mlp, x)
+    assert seen == [(6, 16)]  # a watched child runs its own forward, so its hook fires
+
+
+def test_environment_switch_turns_onednn_off():
+    probe = ('import sys; sys.path.insert(0, {!r}); from projects.common import fast_linear; '
+             'print(fast_linear._ONEDNN_LINEAR is None)').format(ROOT)
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, FAST_LINEAR='0'))
+    assert out.stdout.split()[-1] == 'True'
+
+
+# Prototype-layer-like products with a new row count each time, with freed memory kept for reuse (as training
+# runs); prints the resident MiB gained between the 10th and the 60th product.
+_SHAPES_PROBE = """
+import random, sys
+sys.path.insert(0, {root!r})
+import torch
+from projects.common.host_memory import apply_host_memory
+from projects.common.fast_linear import linear
+apply_host_memory('keep')
+torch.set_num_threads(1)
+def resident_mib():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2 ** 20
+weight = torch.randn(16384, 128, requires_grad=True)
+random.seed(0)
+for i in range(60):
+    x = torch.randn(random.randint(200, 400), 128, requires_grad=True)
+    linear(x, weight).square().mean().backward()
+    weight.grad = None
+    if i == 9:
+        start = resident_mib()
+print(resident_mib() - start)
+"""
+
+
+@needs_onednn
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc/self/statm')
+def test_memory_stays_flat_when_the_row_count_changes_every_call():
+    def growth(env):
+        out = subprocess.run([sys.executable, '-c', _SHAPES_PROBE.format(root=ROOT)], capture_output=True,
+                             text=True, check=True, env=dict(os.environ, **env))
+        return float(out.stdout.split()[-1])
+
+    assert growth({}) < 100  # the module's defaults: oneDNN's shape caches off
+    # With the caches on, each new shape pinned freed memory: the trap the defaults avoid.
+    assert growth({'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '1024', 'LRU_CACHE_CAPACITY': '1024'}) > 300
