@@ -6,9 +6,10 @@ import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
 from projects.posfield.models.backbones import PosFieldViT
-from projects.posfield.models.backbones.fast_layers import (add_residual, attention_mix, attention_rows, attn_branch,
-                                                              ffn_branch, kept_samples, layer_drop_prob, observed,
-                                                              run_layer, scaled_linear)
+from projects.posfield.models.backbones.fast_layers import (SHORT_ATTENTION_TOKENS, add_residual, attend,
+                                                              attention_mix, attention_rows, attn_branch, ffn_branch,
+                                                              kept_samples, layer_drop_prob, observed, run_layer,
+                                                              scaled_linear)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
 
@@ -119,6 +120,30 @@ def test_attention_branch_is_explicit_softmax_attention():
     weights = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1)
     ref = m.attn.gamma1(m.attn.proj((weights @ v).transpose(1, 2).reshape(2, 6, 32)))
     assert torch.allclose(attn_branch(m, x), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize('tokens', [37, SHORT_ATTENTION_TOKENS + 1])
+def test_attend_equals_sdpa_written_out_for_short_sequences(tokens):
+    """Short CPU sequences run as matmuls + softmax, longer ones through SDPA's kernel: the same values and
+    gradients (float64), for queries that are a subset of the keys' positions as in ``attention_rows``."""
+    from torch.utils.flop_counter import FlopCounterMode
+    attn = layer().attn.double()
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(3, 4, n, 8, dtype=torch.float64, requires_grad=True) for n in (5, tokens, tokens))
+    grad = torch.randn(3, 4, 5, 8, dtype=torch.float64)
+    with FlopCounterMode(display=False) as counter:
+        out = attend(attn, q, k, v)
+    ops = {str(op) for op in counter.get_flop_counts().get('Global', {})}
+    assert ('aten.bmm' in ops) == (tokens <= SHORT_ATTENTION_TOKENS), ops
+    out.backward(grad)
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    ref.backward(grad)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    for g, t in zip(grads, (q, k, v)):
+        assert torch.allclose(g, t.grad, rtol=1e-10, atol=1e-12)
 
 
 def test_backbone_checkpointing_and_modes_keep_numerics_and_names():
