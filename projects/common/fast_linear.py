@@ -86,7 +86,9 @@ class _OneDNNLinear(torch.autograd.Function):
             wide = out_features > 8 * in_features
             grad_x = (grad2d.mm(weight) if wide else _onednn(grad2d, weight.t(), None)).view(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            grad_w = grad2d.t().mm(x2d) if out_features >= in_features else x2d.t().mm(grad2d).t()
+            # contiguous: a transposed gradient makes the ops after it (LayerScale's product, AccumulateGrad)
+            # strided and several times slower than this one copy
+            grad_w = grad2d.t().mm(x2d) if out_features >= in_features else x2d.t().mm(grad2d).t().contiguous()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad2d.sum(0)
         return grad_x, grad_w, grad_b
