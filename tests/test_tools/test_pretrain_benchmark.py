@@ -65,10 +65,23 @@ def test_reference_directory_must_hold_the_driver(tmp_path):
         bench.entries(args)
 
 
-def test_profile_writes_the_op_table(tmp_path):
-    a = torch.randn(8, 8)
-    path = bench.profile_step(lambda: a @ a, str(tmp_path / 'ops.txt'), cuda=False)
-    assert 'aten::mm' in open(path).read()
+def test_profile_writes_the_op_table_and_the_matmul_rates_by_shape(tmp_path):
+    a = torch.randn(64, 32)
+    path = bench.profile_step(lambda: a @ a.t(), str(tmp_path / 'ops.txt'), cuda=False)
+    text = open(path).read()
+    assert 'aten::mm' in text
+    shape_rows = [line for line in text.split('By op and input shapes')[1].splitlines() if 'aten::mm ' in line]
+    assert shape_rows and '[[64, 32], [32, 64]]' in shape_rows[0]
+    assert float(shape_rows[0].split()[3]) > 0  # the GFLOP/s column of a matmul row
+
+
+def test_matmul_flops_from_recorded_shapes():
+    assert bench.matmul_flops('aten::mm', [[4, 5], [5, 6]]) == 2 * 4 * 5 * 6
+    assert bench.matmul_flops('aten::addmm', [[6], [4, 5], [5, 6], [], []]) == 2 * 4 * 5 * 6
+    assert bench.matmul_flops('aten::bmm', [[3, 4, 5], [3, 5, 6]]) == 2 * 3 * 4 * 5 * 6
+    assert bench.matmul_flops('mkldnn::_linear_pointwise', [[2, 4, 5], [6, 5], [6], [], [], []]) == 2 * 8 * 5 * 6
+    assert bench.matmul_flops('aten::add', [[4], [4]]) is None
+    assert bench.matmul_flops('aten::mm', [[], []]) is None
 
 
 def _pretraining_configs():

@@ -282,16 +282,49 @@ class PhaseTimer:
         setattr(obj, attr, timed)
 
 
+def matmul_flops(name: str, shapes) -> Optional[int]:
+    """FLOPs of one profiled matmul call from its recorded input shapes (None for any other op)."""
+    try:
+        if name == 'aten::mm':
+            (m, k), (_, n) = shapes[0], shapes[1]
+            return 2 * m * k * n
+        if name == 'aten::addmm':
+            (m, k), (_, n) = shapes[1], shapes[2]
+            return 2 * m * k * n
+        if name == 'aten::bmm':
+            (b, m, k), (_, _, n) = shapes[0], shapes[1]
+            return 2 * b * m * k * n
+        if name == 'mkldnn::_linear_pointwise':
+            rows = 1
+            for size in shapes[0][:-1]:
+                rows *= size
+            return 2 * rows * shapes[0][-1] * shapes[1][0]
+    except (IndexError, TypeError, ValueError):
+        pass
+    return None
+
+
 def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 40) -> str:
-    """Run ``step()`` under torch.profiler; write the per-op table sorted by self time to ``path``."""
+    """Run ``step()`` under torch.profiler; write the per-op table sorted by self time to ``path``, then the
+    heaviest (op, input shapes) pairs with the achieved GFLOP/s of each matmul shape."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         step()
     key = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
     table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    by_shape = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -getattr(e, key))
+    total_us = sum(getattr(e, key) for e in by_shape) or 1.0
+    lines = [f'{"self ms":>9} {"share":>6} {"calls":>5} {"GFLOP/s":>8}  op  input shapes']
+    for e in by_shape[:2 * rows]:
+        self_us = getattr(e, key)
+        flops = matmul_flops(e.key, e.input_shapes)
+        rate = f'{flops * e.count / self_us / 1e3:8.1f}' if flops and self_us > 0 else f'{"":8}'
+        lines.append(f'{self_us / 1e3:9.1f} {100 * self_us / total_us:5.1f}% {e.count:5d} {rate}  {e.key}  '
+                     f'{str(e.input_shapes)[:100]}')
     with open(path, 'w') as f:
-        f.write(table)
+        f.write(table + '\n\nBy op and input shapes (GFLOP/s for matmuls: 2 FLOPs per multiply-add):\n')
+        f.write('\n'.join(lines) + '\n')
     return path
 
 
