@@ -1,10 +1,10 @@
 """``linear(x, weight, bias)``: ``F.linear`` with oneDNN's matmul for float32 CPU tensors.
 
 PyTorch sends a float32 ``F.linear`` on the CPU to MKL's ``sgemm``. oneDNN, which ships in the same wheel
-(``torch.ops.mkldnn._linear_pointwise``), was faster on the pre-training shapes of a 2-core AMD EPYC (Zen 4) with
-torch 2.14.1: 5-11 % for the forward product of the ViT-S layers, 10-28 % for their input gradient
-(``grad @ W``, read through a transposed view of ``W``, no copy) and for the forward product of the 65536-way
-prototype layer (docs/benchmarks.md). MKL stays where it was the faster of the two (the weight gradient, the
+(``torch.ops.mkldnn._linear_pointwise``), was faster in the pre-training step on a 2-core AMD EPYC (Zen 4) with
+torch 2.14.1 for the forward products and the input gradients (``grad @ W``, read through a transposed view of
+``W``, no copy) of the ViT-S layers, and for the forward product of the 65536-way prototype layer
+(docs/benchmarks.md, "Speed levers"). MKL stays where it was the faster of the two (the weight gradient, the
 prototype layer's input gradient).
 
 Everything else goes to ``F.linear`` unchanged: other devices and dtypes, CPU autocast (``F.linear`` is where
@@ -63,7 +63,7 @@ class _OneDNNLinear(torch.autograd.Function):
     * input gradient ``grad @ W``: oneDNN, except for a layer much wider than its input (the prototype layer),
       where MKL's ``mm`` was faster;
     * weight gradient: MKL's ``mm``, computed as the product whose result has more rows than columns
-      (``grad.T @ x`` or ``(x.T @ grad).T``), 10-20 % faster than the other orientation;
+      (``grad.T @ x`` or ``(x.T @ grad).T``), which ran faster than the other orientation in the profiled step;
     * bias gradient: a sum over the rows.
     """
 

@@ -316,7 +316,7 @@ def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 
     by_shape = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -getattr(e, key))
     total_us = sum(getattr(e, key) for e in by_shape) or 1.0
     lines = [f'{"self ms":>9} {"share":>6} {"calls":>5} {"GFLOP/s":>8}  op  input shapes']
-    for e in by_shape[:2 * rows]:
+    for e in by_shape[:5 * rows]:
         self_us = getattr(e, key)
         flops = matmul_flops(e.key, e.input_shapes)
         rate = f'{flops * e.count / self_us / 1e3:8.1f}' if flops and self_us > 0 else f'{"":8}'
