@@ -30,9 +30,10 @@ _ONEDNN_LINEAR = _onednn_op()
 
 # oneDNN keeps a primitive (and ideep a computation) per input shape in two caches, with buffers that outlive the
 # call. The prototype layer's row count changes every step, so the caches fill with entries that pin freed memory;
-# with freed memory kept for reuse (projects/common/host_memory.py) that fragmented the heap by about 100 MiB per
-# new shape. Without the caches, memory stays flat and the step measured no slower. Read when oneDNN creates its
-# first primitive, so this has to happen before any oneDNN op runs; a value already in the environment wins.
+# with freed memory kept for reuse (projects/common/host_memory.py) the heap grew with every new shape
+# (docs/benchmarks.md, "Host memory"). Without the caches, memory stays flat and the step measured no slower. Read
+# when oneDNN creates its first primitive, so this has to happen before any oneDNN op runs; a value already in the
+# environment wins.
 ONEDNN_CACHE_ENV = {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '0', 'LRU_CACHE_CAPACITY': '1'}
 if _ONEDNN_LINEAR is not None:
     for _name, _value in ONEDNN_CACHE_ENV.items():
