@@ -20,14 +20,6 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 
 
-def _onednn_op():
-    if os.environ.get('FAST_LINEAR', '1') == '0' or not torch.backends.mkldnn.is_available():
-        return None
-    return getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)  # None in a build without it
-
-
-_ONEDNN_LINEAR = _onednn_op()
-
 # oneDNN keeps a primitive (and ideep a computation) per input shape in two caches, with buffers that outlive the
 # call. The prototype layer's row count changes every step, so the caches fill with entries that pin freed memory;
 # with freed memory kept for reuse (projects/common/host_memory.py) the heap grew with every new shape
@@ -35,9 +27,25 @@ _ONEDNN_LINEAR = _onednn_op()
 # when oneDNN creates its first primitive, so this has to happen before any oneDNN op runs; a value already in the
 # environment wins.
 ONEDNN_CACHE_ENV = {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '0', 'LRU_CACHE_CAPACITY': '1'}
-if _ONEDNN_LINEAR is not None:
-    for _name, _value in ONEDNN_CACHE_ENV.items():
-        os.environ.setdefault(_name, _value)
+
+
+def _onednn_op():
+    """The oneDNN linear op, or None where it is switched off, missing or fails a one-element product."""
+    if os.environ.get('FAST_LINEAR', '1') == '0' or not torch.backends.mkldnn.is_available():
+        return None
+    op = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)  # None in a build without it
+    if op is None:
+        return None
+    for name, value in ONEDNN_CACHE_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        op(torch.ones(1, 1, device='cpu'), torch.ones(1, 1, device='cpu'), None, 'none', [], '')
+    except RuntimeError:  # e.g. a CPU or build whose oneDNN cannot run it
+        return None
+    return op
+
+
+_ONEDNN_LINEAR = _onednn_op()
 
 
 def _onednn_linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
