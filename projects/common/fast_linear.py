@@ -9,14 +9,15 @@ prototype layer's input gradient).
 
 Everything else goes to ``F.linear`` unchanged: other devices and dtypes, CPU autocast (``F.linear`` is where
 autocast casts), code being traced by ``torch.compile``, empty inputs, and every call when the environment sets
-``FAST_LINEAR=0`` (read at import; how the benchmark measures the change). Values and gradients equal
-``F.linear``'s up to float rounding (``tests/test_common/test_fast_linear.py``).
+``FAST_LINEAR=0`` (read at import; how the benchmark measures the change). Values and first-order gradients
+equal ``F.linear``'s up to float rounding (``tests/test_common/test_fast_linear.py``).
 """
 import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import forward_ad
 from torch.utils import flop_counter
 
 
@@ -31,13 +32,14 @@ ONEDNN_CACHE_ENV = {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '0', 'LRU_CACHE_CAPACITY'
 
 def _onednn_op():
     """The oneDNN linear op, or None where it is switched off, missing or fails a one-element product."""
-    if os.environ.get('FAST_LINEAR', '1') == '0' or not torch.backends.mkldnn.is_available():
+    if not torch.backends.mkldnn.is_available():
         return None
-    op = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)  # None in a build without it
-    if op is None:
-        return None
+    # set also under FAST_LINEAR=0, so that switching the products off changes nothing else
     for name, value in ONEDNN_CACHE_ENV.items():
         os.environ.setdefault(name, value)
+    op = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)  # None in a build without it
+    if os.environ.get('FAST_LINEAR', '1') == '0' or op is None:
+        return None
     try:
         op(torch.ones(1, 1, device='cpu'), torch.ones(1, 1, device='cpu'), None, 'none', [], '')
     except RuntimeError:  # e.g. a CPU or build whose oneDNN cannot run it
@@ -46,6 +48,7 @@ def _onednn_op():
 
 
 _ONEDNN_LINEAR = _onednn_op()
+_functorch_transforms_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
 def _onednn_linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
@@ -77,23 +80,20 @@ class _OneDNNLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        x2d = x.reshape(-1, x.shape[-1])
+    def forward(ctx, x2d: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x2d, weight)
-        ctx.x_shape = x.shape
         ctx.has_bias = bias is not None
-        return _onednn(x2d, weight, bias).view(*x.shape[:-1], weight.shape[0])
+        return _onednn(x2d, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad2d: torch.Tensor):
         x2d, weight = ctx.saved_tensors
-        grad2d = grad.reshape(-1, grad.shape[-1])
         out_features, in_features = weight.shape
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             wide = out_features > 8 * in_features
-            grad_x = (grad2d.mm(weight) if wide else _onednn(grad2d, weight.t(), None)).view(ctx.x_shape)
+            grad_x = grad2d.mm(weight) if wide else _onednn(grad2d, weight.t(), None)
         if ctx.needs_input_grad[1]:
             # contiguous: a transposed gradient makes the ops after it (LayerScale's product, AccumulateGrad)
             # strided and several times slower than this one copy
@@ -104,35 +104,51 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> bool:
-    """Whether :func:`linear` takes the oneDNN path for these arguments."""
+    """Whether :func:`linear` takes the oneDNN path for these arguments: float32 CPU tensors of the usual shapes,
+    first-order reverse-mode autograd only (no forward-mode AD, no ``torch.func`` transform, no autocast, not
+    while ``torch.compile`` traces)."""
     return (_ONEDNN_LINEAR is not None and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
-            and x.dim() >= 2 and x.numel() > 0 and weight.dim() == 2
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+            and x.dim() >= 2 and x.numel() > 0 and weight.dim() == 2 and weight.shape[0] > 0
+            and (bias is None or bias.shape == weight.shape[:1])
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and forward_ad._current_level < 0 and not _functorch_transforms_active())
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, by oneDNN where :func:`uses_onednn` says so."""
+    """``F.linear(x, weight, bias)``, by oneDNN where :func:`uses_onednn` says so.
+
+    The oneDNN path supports first-order gradients only (``create_graph`` double backward needs
+    ``FAST_LINEAR=0``)."""
     if not uses_onednn(x, weight, bias):
         return F.linear(x, weight, bias)
+    x2d = x.reshape(-1, x.shape[-1])
     if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
                                            or (bias is not None and bias.requires_grad)):
-        return _onednn(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])
-    return _OneDNNLinear.apply(x, weight, bias)
+        out2d = _onednn(x2d, weight, bias)
+    else:
+        out2d = _OneDNNLinear.apply(x2d, weight, bias)
+    return out2d.view(*x.shape[:-1], weight.shape[0])  # a view outside the Function: in-place ops on it work
 
 
-def _watched(module: torch.nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+def watched(module: torch.nn.Module) -> bool:
+    """Whether a forward or backward hook, the module's own or a global one, would see ``module`` run."""
+    from torch.nn.modules import module as torch_module
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks or torch_module._global_backward_hooks
+                or torch_module._global_backward_pre_hooks)
 
 
 def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``, through :func:`linear` for an ``nn.Linear`` (also a weight-normalised one) and for the
-    ``nn.Linear`` children of an ``nn.Sequential``; a module that a hook watches runs its own forward."""
-    if _watched(module):
+    ``nn.Linear`` children of an ``nn.Sequential``. A module whose class overrides ``forward``, or that a hook
+    watches, runs its own forward."""
+    if watched(module):
         return module(x)
-    if isinstance(module, torch.nn.Linear):
+    if isinstance(module, torch.nn.Linear) and type(module).forward is torch.nn.Linear.forward:
         return linear(x, module.weight, module.bias)
-    if isinstance(module, torch.nn.Sequential):
+    if isinstance(module, torch.nn.Sequential) and type(module).forward is torch.nn.Sequential.forward:
         for child in module:
             x = linear_module(child, x)
         return x

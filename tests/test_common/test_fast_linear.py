@@ -78,6 +78,20 @@ def test_no_grad_path_and_flop_count_match_f_linear():
         assert counter.get_total_flops() == 3 * 2 * 45 * 16 * 24, fn  # forward, input and weight gradients
 
 
+@needs_onednn
+def test_in_place_ops_on_the_output_keep_their_gradients():
+    """The output is an ordinary tensor for autograd (a view outside the Function), as mmcv's FFN with
+    ReLU(inplace=True) needs."""
+    torch.manual_seed(4)
+    x, w, b = (torch.randn(*shape, requires_grad=True) for shape in ((2, 5, 8), (6, 8), (6,)))
+    grad = torch.randn(2, 5, 6)
+    linear(x, w, b).relu_().backward(grad)
+    ref_x, ref_w, ref_b = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.linear(ref_x, ref_w, ref_b).relu_().backward(grad.double())
+    for t, ref in ((x, ref_x), (w, ref_w), (b, ref_b)):
+        torch.testing.assert_close(t.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     x, w = torch.randn(4, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
     assert not uses_onednn(x, w)
@@ -88,6 +102,18 @@ def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert not uses_onednn(x.float(), w.float())
         assert linear(x.float(), w.float()).dtype == torch.bfloat16  # autocast still casts
+    xf, wf = x.float(), w.float()
+    assert not uses_onednn(xf, wf, torch.ones(1))  # a broadcast bias, as F.linear allows
+    torch.testing.assert_close(linear(xf, wf, torch.ones(1)), F.linear(xf, wf, torch.ones(1)))
+    assert not uses_onednn(xf, torch.randn(0, 8))  # no output features
+    # forward-mode AD and torch.func transforms: F.linear, so tangents and functional gradients are right
+    import torch.autograd.forward_ad as fwad
+    tangent = torch.randn(4, 8)
+    with fwad.dual_level():
+        out = linear(fwad.make_dual(xf, tangent), wf)
+        torch.testing.assert_close(fwad.unpack_dual(out).tangent, F.linear(tangent, wf))
+    grad_w = torch.func.grad(lambda weight: linear(xf, weight).square().sum())(wf)
+    torch.testing.assert_close(grad_w, 2 * F.linear(xf, wf).t() @ xf, rtol=1e-5, atol=1e-5)
 
 
 def test_linear_module_runs_sequential_weight_norm_and_watched_modules():
@@ -97,17 +123,41 @@ def test_linear_module_runs_sequential_weight_norm_and_watched_modules():
     x = torch.randn(6, 8)
     torch.testing.assert_close(linear_module(normed, linear_module(mlp, x)), normed(mlp(x)), rtol=1e-5, atol=1e-6)
     seen = []
-    mlp[0].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    handle = mlp[0].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
     linear_module(mlp, x)
     assert seen == [(6, 16)]  # a watched child runs its own forward, so its hook fires
+    handle.remove()
+    grads = []
+    handle = mlp[2].register_full_backward_hook(lambda mod, grad_in, grad_out: grads.append(grad_out[0].shape))
+    linear_module(mlp, x.requires_grad_()).sum().backward()
+    assert grads == [(6, 4)]  # backward hooks too
+    handle.remove()
+    names = []
+    handle = nn.modules.module.register_module_forward_hook(lambda mod, inp, out: names.append(type(mod).__name__))
+    try:
+        linear_module(mlp, x)
+    finally:
+        handle.remove()
+    assert names == ['Linear', 'GELU', 'Linear', 'Sequential']  # global hooks see every module run
+
+    class Zeroed(nn.Linear):
+        def forward(self, t):
+            return super().forward(t) * 0
+
+    assert linear_module(Zeroed(8, 3), x).abs().sum() == 0  # a subclass's own forward runs
 
 
-def test_environment_switch_turns_onednn_off():
-    probe = ('import sys; sys.path.insert(0, {!r}); from projects.common import fast_linear; '
-             'print(fast_linear._ONEDNN_LINEAR is None)').format(ROOT)
+def test_environment_switch_turns_onednn_off_and_nothing_else():
+    probe = ('import os, sys; sys.path.insert(0, {!r}); from projects.common import fast_linear; '
+             'print(fast_linear._ONEDNN_LINEAR is None, *(os.environ.get(k) == v '
+             'for k, v in fast_linear.ONEDNN_CACHE_ENV.items()))').format(ROOT)
+    env = {k: v for k, v in os.environ.items() if k not in fast_linear.ONEDNN_CACHE_ENV}
     out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, FAST_LINEAR='0'))
-    assert out.stdout.split()[-1] == 'True'
+                         env=dict(env, FAST_LINEAR='0'))
+    off, *cache_settings = out.stdout.split()
+    assert off == 'True'
+    if torch.backends.mkldnn.is_available():
+        assert cache_settings == ['True', 'True']  # the cache settings as with the products on
 
 
 # Prototype-layer-like products with a new row count each time, with freed memory kept for reuse (as training

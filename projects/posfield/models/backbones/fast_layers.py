@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from projects.common.fast_linear import linear, linear_module
+from projects.common.fast_linear import linear, linear_module, watched
 
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
 
@@ -61,8 +61,9 @@ def set_drop_path(layers, rate: float) -> None:
             drop.drop_prob = float(rate)
 
 
-# Up to this many keys, attention on the CPU runs as two matmuls and a softmax: for the 37-token local views
-# that was faster forward + backward than SDPA's fused CPU kernel; at 197 tokens the kernel was as fast.
+# Up to this many keys, float32 attention on the CPU runs as two matmuls and a softmax: for the 37-token local
+# views that was faster forward + backward than SDPA's fused CPU kernel; at 197 tokens the kernel was as fast.
+# Lower precisions keep SDPA, whose softmax accumulates in float32.
 SHORT_ATTENTION_TOKENS = 64
 
 
@@ -71,7 +72,7 @@ def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     values, with its attention dropout while training; the same product written out for short CPU sequences."""
     dropout = attn.attn_drop if attn.training else 0.
     if (dropout == 0. and k.shape[-2] <= SHORT_ATTENTION_TOKENS and q.device.type == 'cpu'
-            and attn.scaled_dot_product_attention is F.scaled_dot_product_attention
+            and q.dtype == torch.float32 and attn.scaled_dot_product_attention is F.scaled_dot_product_attention
             and not torch.compiler.is_compiling()):
         scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
         return torch.matmul(scores.softmax(-1), v)
@@ -189,11 +190,8 @@ def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor]
 
 
 def observed(layer: nn.Module) -> bool:
-    """Whether a forward hook watches the layer or any of its modules (then the layer's own forward must run)."""
-    from torch.nn.modules import module as torch_module
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in layer.modules())
+    """Whether a hook watches the layer or any of its modules (then the layer's own forward must run)."""
+    return any(watched(m) for m in layer.modules())
 
 
 def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoulli',
