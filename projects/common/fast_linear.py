@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch.autograd import forward_ad
+from torch.nn.modules import module as torch_module
 from torch.utils import flop_counter
 
 
@@ -51,10 +52,12 @@ _ONEDNN_LINEAR = _onednn_op()
 _functorch_transforms_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
-def _onednn_linear_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
-    """2 FLOPs per multiply-add, as ``torch.utils.flop_counter`` counts ``aten.addmm``."""
+def _onednn_linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 FLOPs per multiply-add, as ``torch.utils.flop_counter`` counts ``aten.addmm``. ``FlopCounterMode`` passes
+    the output's shape (right for every overload); a profiler's recorded inputs (no output) are the default
+    overload's ``(x, weight, ...)``."""
     outputs = 1
-    for size in out_shape:
+    for size in (out_shape if out_shape is not None else [*x_shape[:-1], w_shape[0]]):
         outputs *= size
     return 2 * outputs * x_shape[-1]
 
@@ -133,7 +136,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
 def watched(module: torch.nn.Module) -> bool:
     """Whether a forward or backward hook, the module's own or a global one, would see ``module`` run."""
-    from torch.nn.modules import module as torch_module
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or module._backward_pre_hooks or torch_module._global_forward_hooks
                 or torch_module._global_forward_pre_hooks or torch_module._global_backward_hooks

@@ -75,13 +75,15 @@ def test_profile_writes_the_op_table_and_the_matmul_rates_by_shape(tmp_path):
     assert float(shape_rows[0].split()[3]) > 0  # the GFLOP/s column of a matmul row
 
 
-def test_matmul_flops_from_recorded_shapes():
-    assert bench.matmul_flops('aten::mm', [[4, 5], [5, 6]]) == 2 * 4 * 5 * 6
-    assert bench.matmul_flops('aten::addmm', [[6], [4, 5], [5, 6], [], []]) == 2 * 4 * 5 * 6
-    assert bench.matmul_flops('aten::bmm', [[3, 4, 5], [3, 5, 6]]) == 2 * 3 * 4 * 5 * 6
-    assert bench.matmul_flops('mkldnn::_linear_pointwise', [[2, 4, 5], [6, 5], [6], [], [], []]) == 2 * 8 * 5 * 6
-    assert bench.matmul_flops('aten::add', [[4], [4]]) is None
-    assert bench.matmul_flops('aten::mm', [[], []]) is None
+def test_profiled_flops_from_recorded_shapes():
+    assert bench.profiled_flops('aten::mm', [[4, 5], [5, 6]]) == 2 * 4 * 5 * 6
+    assert bench.profiled_flops('aten::addmm', [[6], [4, 5], [5, 6], [], []]) == 2 * 4 * 5 * 6
+    assert bench.profiled_flops('aten::bmm', [[3, 4, 5], [3, 5, 6]]) == 2 * 3 * 4 * 5 * 6
+    assert bench.profiled_flops('mkldnn::_linear_pointwise', [[2, 4, 5], [6, 5], [6], [], [], []]) == 2 * 8 * 5 * 6
+    assert bench.profiled_flops('aten::add', [[4], [4]]) is None
+    assert bench.profiled_flops('aten::mm', [[], []]) is None
+    assert bench.profiled_flops('autograd::engine::evaluate_function: MmBackward0', []) is None
+    assert bench.profiled_flops('_OneDNNLinear', [[2, 5]]) is None
 
 
 def _pretraining_configs():

@@ -282,26 +282,20 @@ class PhaseTimer:
         setattr(obj, attr, timed)
 
 
-def matmul_flops(name: str, shapes) -> Optional[int]:
-    """FLOPs of one profiled matmul call from its recorded input shapes (None for any other op)."""
+def profiled_flops(name: str, shapes) -> Optional[int]:
+    """FLOPs of one profiled call from its recorded input shapes, by the formula ``FlopCounterMode`` uses for the
+    op (``torch.utils.flop_counter``: ``mm``, ``addmm``, ``bmm``, ...; the oneDNN linear op registers its own in
+    ``projects.common.fast_linear``); None for an op without one."""
+    import torch
+    from torch.utils import flop_counter
+
+    import projects.common.fast_linear  # noqa: F401 (registers the oneDNN linear op's formula)
+    namespace, _, op = name.partition('::')
     try:
-        if name == 'aten::mm':
-            (m, k), (_, n) = shapes[0], shapes[1]
-            return 2 * m * k * n
-        if name == 'aten::addmm':
-            (m, k), (_, n) = shapes[1], shapes[2]
-            return 2 * m * k * n
-        if name == 'aten::bmm':
-            (b, m, k), (_, _, n) = shapes[0], shapes[1]
-            return 2 * b * m * k * n
-        if name == 'mkldnn::_linear_pointwise':
-            rows = 1
-            for size in shapes[0][:-1]:
-                rows *= size
-            return 2 * rows * shapes[0][-1] * shapes[1][0]
-    except (IndexError, TypeError, ValueError):
-        pass
-    return None
+        formula = flop_counter.flop_registry.get(getattr(getattr(torch.ops, namespace), op))
+        return None if formula is None else int(formula(*shapes))
+    except (AttributeError, RuntimeError, IndexError, TypeError, ValueError):  # no such op; shapes that do not fit
+        return None
 
 
 def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 40) -> str:
@@ -318,12 +312,13 @@ def profile_step(step: Callable[[], object], path: str, cuda: bool, rows: int = 
     lines = [f'{"self ms":>9} {"share":>6} {"calls":>5} {"GFLOP/s":>8}  op  input shapes']
     for e in by_shape[:5 * rows]:
         self_us = getattr(e, key)
-        flops = matmul_flops(e.key, e.input_shapes)
+        flops = profiled_flops(e.key, e.input_shapes)
         rate = f'{flops * e.count / self_us / 1e3:8.1f}' if flops and self_us > 0 else f'{"":8}'
         lines.append(f'{self_us / 1e3:9.1f} {100 * self_us / total_us:5.1f}% {e.count:5d} {rate}  {e.key}  '
                      f'{str(e.input_shapes)[:100]}')
     with open(path, 'w') as f:
-        f.write(table + '\n\nBy op and input shapes (GFLOP/s for matmuls: 2 FLOPs per multiply-add):\n')
+        f.write(table + '\n\nBy op and input shapes (GFLOP/s where torch\'s FLOP counter has a formula for the op, '
+                '2 FLOPs per multiply-add):\n')
         f.write('\n'.join(lines) + '\n')
     return path
 
