@@ -142,13 +142,28 @@ def watched(module: torch.nn.Module) -> bool:
                 or torch_module._global_backward_pre_hooks)
 
 
+def _plain_linear_forwards() -> tuple:
+    """``forward`` methods that compute exactly ``F.linear(x, weight, bias)``: torch's, and mmcv's ``Linear``
+    wrapper (which mmcv's FFN builds), whose own code only handles empty inputs on torch < 1.6."""
+    forwards = [torch.nn.Linear.forward]
+    try:
+        from mmcv.cnn.bricks.wrappers import Linear as MMCVLinear
+        forwards.append(MMCVLinear.forward)
+    except ImportError:
+        pass
+    return tuple(forwards)
+
+
+_PLAIN_LINEAR_FORWARDS = _plain_linear_forwards()
+
+
 def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``, through :func:`linear` for an ``nn.Linear`` (also a weight-normalised one) and for the
-    ``nn.Linear`` children of an ``nn.Sequential``. A module whose class overrides ``forward``, or that a hook
-    watches, runs its own forward."""
+    """``module(x)``, through :func:`linear` for an ``nn.Linear`` (also a weight-normalised one or mmcv's wrapper)
+    and for the ``nn.Linear`` children of an ``nn.Sequential``. A module whose class overrides ``forward``
+    otherwise, or that a hook watches, runs its own forward."""
     if watched(module):
         return module(x)
-    if isinstance(module, torch.nn.Linear) and type(module).forward is torch.nn.Linear.forward:
+    if isinstance(module, torch.nn.Linear) and type(module).forward in _PLAIN_LINEAR_FORWARDS:
         return linear(x, module.weight, module.bias)
     if isinstance(module, torch.nn.Sequential) and type(module).forward is torch.nn.Sequential.forward:
         for child in module:

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
+from projects.common import fast_linear
 from projects.posfield.models.backbones import PosFieldViT
 from projects.posfield.models.backbones.fast_layers import (SHORT_ATTENTION_TOKENS, add_residual, attend,
                                                               attention_mix, attention_rows, attn_branch, ffn_branch,
@@ -148,6 +149,20 @@ def test_attend_equals_sdpa_written_out_for_short_sequences(tokens):
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
     for t, r in zip((q, k, v), refs):
         torch.testing.assert_close(t.grad.double(), r.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(fast_linear._ONEDNN_LINEAR is None, reason='torch built without oneDNN linear')
+def test_every_linear_product_of_a_layer_goes_through_fast_linear():
+    """qkv, proj and both FFN layers (mmcv builds the FFN's with its own ``Linear`` wrapper) run by oneDNN,
+    forward and input gradient: no ``addmm`` (MKL's path of ``F.linear``) left."""
+    from torch.profiler import profile  # not FlopCounterMode: its global module hooks make every module watched
+    m = TransformerEncoderLayer(embed_dims=32, num_heads=4, feedforward_channels=64, layer_scale_init_value=0.5)
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    with profile() as prof:
+        _by_branches(m, x).sum().backward()
+    calls = {e.key: e.count for e in prof.key_averages()}
+    assert 'aten::addmm' not in calls and 'aten::linear' not in calls, calls
+    assert calls['mkldnn::_linear_pointwise'] == 4 + 4  # qkv, proj, fc1, fc2 forward; their input gradients
 
 
 def test_backbone_checkpointing_and_modes_keep_numerics_and_names():
