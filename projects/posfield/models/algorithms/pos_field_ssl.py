@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 
 from ..data_preprocessor import MultiViewBatch
 from ..heads.dual_mim_head import masked_position_accuracy
+from ..losses.soft_cross_entropy import soft_cross_entropy
 from .ema_teacher import EMATeacher, cosine_momentum, linear_warmup
 
 
@@ -161,25 +162,28 @@ class PosFieldSSL(BaseSelfSupervisor):
         n_content = int(content_sel.sum())
 
         cls_targets, patch_targets = self._teacher_targets(batch, content_sel, pos_sel, sched['teacher_temp'])
-        cls_logits, patch_logits, global_cls = self._student_predictions(batch, content_sel, pos_sel)
+        logits, n_cls, global_cls = self._student_predictions(batch, content_sel, pos_sel)
 
         b, n_pos = batch.batch_size, int(pos_sel.sum())
-        content_logits, pos_logits = patch_logits.split([n_content, n_pos])
-        content_targets, pos_targets = patch_targets.split([n_content, n_pos])
-        losses = self.cls_head.loss(list(cls_logits.split(b)), list(cls_targets.split(b)))
-        losses.update(self.head.loss(
-            content_logits, content_targets, pos_logits, pos_targets,
-            content_weights=batch.mask_weights[content_sel], pos_weights=batch.mask_weights[pos_sel]))
+        n_views, n_targets = n_cls // b, cls_targets.shape[0] // b
+        # one cross-entropy call over the whole head output: [CLS] rows, then content rows, then position rows
+        ce = soft_cross_entropy(logits, [self.cls_head.row_targets(list(cls_targets.split(b)), n_views),
+                                         patch_targets], [self.cls_head.student_temp, self.head.student_temp])
+        ce_cls, ce_content, ce_pos = ce.split([n_cls, n_content, n_pos])
+        losses = self.cls_head.loss_from_ce(ce_cls, n_views, n_targets)
+        losses.update(self.head.loss_from_ce(ce_content, ce_pos, content_weights=batch.mask_weights[content_sel],
+                                             pos_weights=batch.mask_weights[pos_sel]))
         losses['loss_koleo'] = self.koleo_weight * sum(self.koleo(c) for c in global_cls.split(b))
-        losses.update(self._diagnostics(batch, sched, cls_targets, pos_logits, pos_targets))
+        pos_logits = logits.detach()[n_cls + n_content:]
+        losses.update(self._diagnostics(batch, sched, cls_targets, pos_logits, patch_targets[n_content:]))
         return losses
 
-    def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Prototype logits of [CLS] and masked patch tokens: ONE call when the neck is shared."""
+    def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Prototype logits of the [CLS] rows then the masked patch rows, ``(rows, K)`` in fp32: ONE call when
+        the neck is shared (the loss takes the whole tensor, so its backward needs no concatenation)."""
         if 'patch_neck' in part:
-            return part['neck'](cls), part['patch_neck'](patches)
-        # split, not slices: a slice's backward fills a zero tensor of the whole (tokens, prototypes) shape
-        return tuple(part['neck'](torch.cat([cls, patches])).split([cls.shape[0], patches.shape[0]]))
+            return torch.cat([part['neck'](cls), part['patch_neck'](patches)]).float()
+        return part['neck'](torch.cat([cls, patches])).float()
 
     @staticmethod
     def _masked_rows(kept: torch.Tensor, keep: torch.Tensor, content_sel: torch.Tensor, pos_sel: torch.Tensor):
@@ -201,12 +205,13 @@ class PosFieldSSL(BaseSelfSupervisor):
                                                            batch.global_flips, keep_patches=keep)
             masked = self._masked_rows(kept, keep, content_sel, pos_sel)
         with torch.no_grad():
-            cls_logits, patch_logits = self._heads(teacher, cls.clone(), masked.clone())
+            cls_logits, patch_logits = self._heads(teacher, cls.clone(), masked.clone()).split(
+                [cls.shape[0], masked.shape[0]])
             return (self.cls_head.targets(cls_logits, temp), self.head.targets(patch_logits, temp))
 
     def _student_predictions(self, batch: MultiViewBatch, content_sel, pos_sel):
-        """Student logits of every view's [CLS] (globals first), of the masked patches (content rows first),
-        and the global views' [CLS] tokens (KoLeo)."""
+        """Student logits of every view's [CLS] (globals first) then of the masked patches (content rows first)
+        in one tensor, the number of [CLS] rows, and the global views' [CLS] tokens (KoLeo)."""
         keep = content_sel | pos_sel  # the last layer computes only these patches and the [CLS] tokens
         global_cls, kept = self.backbone.forward_tokens(
             batch.global_views, batch.global_boxes, batch.global_flips, content_mask=batch.content_masks,
@@ -214,8 +219,8 @@ class PosFieldSSL(BaseSelfSupervisor):
         local_cls = [self.backbone.forward_cls(views, boxes, flips)  # unmasked, one pass per size
                      for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)]
         masked = self._masked_rows(kept, keep, content_sel, pos_sel)
-        cls_logits, patch_logits = self._heads(self._student(), torch.cat([global_cls, *local_cls]), masked)
-        return cls_logits, patch_logits, global_cls
+        all_cls = torch.cat([global_cls, *local_cls])
+        return self._heads(self._student(), all_cls, masked), all_cls.shape[0], global_cls
 
     @torch.no_grad()
     def _diagnostics(self, batch: MultiViewBatch, sched: dict, cls_targets, pos_logits, pos_targets):

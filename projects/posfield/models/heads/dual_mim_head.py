@@ -5,6 +5,8 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from ..losses.soft_cross_entropy import soft_cross_entropy
+
 
 def masked_position_accuracy(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Share of position-masked tokens whose student prototype (argmax) equals the teacher's."""
@@ -32,10 +34,22 @@ class DualMIMHead(BaseModule):
     def targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
         return self.loss_module.teacher_targets(teacher_logits, teacher_temp)
 
+    @property
+    def student_temp(self) -> float:
+        return self.loss_module.student_temp
+
+    def loss_from_ce(self, ce_content: torch.Tensor, ce_pos: torch.Tensor,
+                     content_weights: Optional[torch.Tensor] = None,
+                     pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """From the per-token cross-entropies of the content- and position-masked rows against their targets."""
+        loss_content = self.loss_module.reduce(ce_content, content_weights)
+        loss_pos = self.loss_module.reduce(ce_pos, pos_weights)
+        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)
+
     def loss(self, student_content: torch.Tensor, target_content: torch.Tensor,
              student_pos: torch.Tensor, target_pos: torch.Tensor,
              content_weights: Optional[torch.Tensor] = None,
              pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        loss_content = self.loss_module(student_content, target_content, content_weights)
-        loss_pos = self.loss_module(student_pos, target_pos, pos_weights)
-        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)
+        ce = [soft_cross_entropy(s, t, self.student_temp)
+              for s, t in ((student_content, target_content), (student_pos, target_pos))]
+        return self.loss_from_ce(*ce, content_weights=content_weights, pos_weights=pos_weights)

@@ -3,10 +3,10 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 from .centering import TeacherCentering
+from .soft_cross_entropy import soft_cross_entropy
 
 
 @MODELS.register_module()
@@ -35,16 +35,34 @@ class DINOClsLoss(nn.Module):
         self.centering.update(teacher_logits)
         return targets
 
-    def forward(self, student_logits: List[torch.Tensor], targets: List[torch.Tensor]) -> torch.Tensor:
-        if len(student_logits) < 2 or not targets:
+    @staticmethod
+    def _check(n_views: int, n_targets: int) -> None:
+        if n_views < 2 or n_targets < 1:
             raise ValueError('DINOClsLoss needs >= 2 student crops and >= 1 teacher crop, got '
-                             f'{len(student_logits)} and {len(targets)}')
-        log_p = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
-        total, pairs = 0.0, 0
-        for i, target in enumerate(targets):
-            for j, student in enumerate(log_p):
-                if i == j:
-                    continue
-                total = total + torch.sum(-target * student, dim=-1).mean()
-                pairs += 1
-        return total / pairs
+                             f'{n_views} and {n_targets}')
+
+    def row_targets(self, targets: List[torch.Tensor], n_views: int) -> torch.Tensor:
+        """``(n_views * B, K)``: for each student crop, the sum of the targets of the OTHER teacher crops.
+
+        The cross-entropy is linear in the target, so one row against this sum is the sum of the crop's pairs.
+        """
+        self._check(n_views, len(targets))
+
+        def total(parts):
+            return sum(parts[1:], parts[0]) if parts else torch.zeros_like(targets[0])
+
+        rows = [total([t for i, t in enumerate(targets) if i != j]) for j in range(min(n_views, len(targets)))]
+        return torch.cat(rows + [total(targets)] * (n_views - len(rows)))
+
+    def reduce(self, ce: torch.Tensor, n_views: int, n_targets: int) -> torch.Tensor:
+        """The loss from the per-row cross-entropies against :meth:`row_targets`: the mean over the
+        (teacher crop, other student crop) pairs of the mean over images."""
+        self._check(n_views, n_targets)
+        pairs = n_targets * n_views - min(n_targets, n_views)
+        return ce.sum() / (pairs * (ce.shape[0] // n_views))
+
+    def forward(self, student_logits: List[torch.Tensor], targets: List[torch.Tensor]) -> torch.Tensor:
+        n_views = len(student_logits)
+        row_targets = self.row_targets(targets, n_views)
+        ce = soft_cross_entropy(torch.cat(student_logits), row_targets, self.student_temp)
+        return self.reduce(ce, n_views, len(targets))

@@ -3,10 +3,10 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
 from .centering import TeacherCentering
+from .soft_cross_entropy import soft_cross_entropy
 
 
 @MODELS.register_module()
@@ -38,12 +38,15 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 (the method's name)
         self.centering.update(teacher_logits)
         return targets
 
-    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
-                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if student_logits.shape[0] == 0:
-            return student_logits.float().sum() * 0.0
-        log_p = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
-        ce = torch.sum(-targets * log_p, dim=-1)
+    @staticmethod
+    def reduce(ce: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The loss from the per-token cross-entropies ``(M,)``: ``sum(w * ce)``, or their mean without weights."""
+        if ce.shape[0] == 0:
+            return ce.sum() * 0.0
         if weights is None:
             return ce.mean()
-        return (ce * weights.float()).sum()
+        return (ce * weights.to(ce.dtype)).sum()
+
+    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
+                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.reduce(soft_cross_entropy(student_logits, targets, self.student_temp), weights)
