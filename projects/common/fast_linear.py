@@ -106,6 +106,13 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def plain_reverse_mode() -> bool:
+    """Whether a first-order custom ``autograd.Function`` (no ``jvp``, no vmap rule) may run here: no forward-mode
+    AD, no ``torch.func`` transform, and not while ``torch.compile`` traces."""
+    return (not torch.compiler.is_compiling() and forward_ad._current_level < 0
+            and not _functorch_transforms_active())
+
+
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> bool:
     """Whether :func:`linear` takes the oneDNN path for these arguments: float32 CPU tensors of the usual shapes,
     first-order reverse-mode autograd only (no forward-mode AD, no ``torch.func`` transform, no autocast, not
@@ -114,8 +121,7 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
             and weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
             and x.dim() >= 2 and x.numel() > 0 and weight.dim() == 2 and weight.shape[0] > 0
             and (bias is None or bias.shape == weight.shape[:1])
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and forward_ad._current_level < 0 and not _functorch_transforms_active())
+            and not torch.is_autocast_enabled('cpu') and plain_reverse_mode())
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ from projects.posfield.models.backbones import PosFieldViT
 from projects.posfield.models.backbones.fast_layers import (SHORT_ATTENTION_TOKENS, add_residual, attend,
                                                               attention_mix, attention_rows, attn_branch, ffn_branch,
                                                               kept_samples, layer_drop_prob, observed, run_layer,
-                                                              scaled_linear)
+                                                              scaled_linear, split_heads)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
 
@@ -306,3 +306,22 @@ def test_attention_for_selected_rows_equals_the_full_attention_at_those_rows():
     full = _out_and_grads(lambda t: attention_mix(m, t)[samples, tokens], m, x)
     rows = _out_and_grads(lambda t: attention_rows(m, t, samples, tokens), m, x)
     _assert_same(full, rows, atol=1e-12)
+
+
+@pytest.mark.parametrize('used', [(0, 1, 2), (1, 2), (0,)])
+def test_split_heads_gradient_equals_unbind_and_permute(used):
+    """The packed gradient is written in one pass; the same values as autograd's stack and copy, exactly, also
+    when some parts get no gradient."""
+    packed = torch.randn(3, 5, 3 * 4 * 2, dtype=torch.float64)
+    weights = [torch.randn(3, 4, 5, 2, dtype=torch.float64) for _ in range(3)]
+    grads = []
+    for split in (lambda t: t.reshape(3, 5, 3, 4, 2).permute(2, 0, 3, 1, 4).unbind(0),
+                  lambda t: split_heads(t, 3, 4)):
+        x = packed.clone().requires_grad_()
+        parts = split(x)
+        sum((parts[i] * weights[i]).sum() for i in used).backward()
+        grads.append(x.grad)
+        assert all(torch.equal(a, b) for a, b in zip(parts, split(packed)))
+    assert torch.equal(grads[0], grads[1])
+    with torch.no_grad():  # no autograd: plain views
+        assert split_heads(packed.requires_grad_(), 3, 4)[2].data_ptr() == packed[..., 16:].data_ptr()

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from projects.common.fast_linear import linear, linear_module, watched
+from projects.common.fast_linear import linear, linear_module, plain_reverse_mode, watched
 
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
 
@@ -79,6 +79,43 @@ def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     return attn.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
+class _SplitHeads(torch.autograd.Function):
+    """``(B, T, n * H * d)`` -> n views ``(B, H, T, d)``; the backward copies the n gradients straight into one
+    ``(B, T, n * H * d)`` tensor, where autograd's ``unbind`` and ``permute`` backward first stack them and
+    then copy the stack into that layout (two passes over the gradient)."""
+
+    @staticmethod
+    def forward(ctx, packed: torch.Tensor, parts: int, heads: int):
+        ctx.shape, ctx.parts, ctx.heads = packed.shape, parts, heads
+        ctx.set_materialize_grads(False)  # an unused part gets a zero block here, not a zero tensor from autograd
+        batch, tokens, channels = packed.shape
+        return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        batch, tokens, channels = ctx.shape
+        like = next((g for g in grads if g is not None), None)
+        if like is None:
+            return None, None, None
+        out = like.new_empty(batch, tokens, ctx.parts, ctx.heads, channels // ctx.parts // ctx.heads)
+        for i, grad in enumerate(grads):
+            if grad is None:
+                out[:, :, i].zero_()
+            else:
+                out[:, :, i].copy_(grad.transpose(1, 2))
+        return out.view(batch, tokens, channels), None, None
+
+
+def split_heads(packed: torch.Tensor, parts: int, heads: int):
+    """The ``parts`` tensors (q, k, v or k, v) packed along the channels of ``(B, T, parts * H * d)``, each as
+    ``(B, H, T, d)`` views."""
+    if torch.is_grad_enabled() and packed.requires_grad and plain_reverse_mode():
+        return _SplitHeads.apply(packed, parts, heads)
+    batch, tokens, channels = packed.shape
+    return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+
 def _check_attention(attn: nn.Module) -> None:
     if attn.v_shortcut:
         raise ValueError('fast layers do not support MultiheadAttention(v_shortcut=True)')
@@ -89,9 +126,7 @@ def attention_mix(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     attn = layer.attn
     _check_attention(attn)
     batch, tokens, _ = x.shape
-    qkv = linear_module(attn.qkv, layer.ln1(x))
-    qkv = qkv.reshape(batch, tokens, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
+    q, k, v = split_heads(linear_module(attn.qkv, layer.ln1(x)), 3, attn.num_heads)
     return attend(attn, q, k, v).transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
 
 
@@ -108,7 +143,7 @@ def attention_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tok
     normed = layer.ln1(x)
     w_q, w_kv = attn.qkv.weight.split([dims, 2 * dims])
     b_q, b_kv = (None, None) if attn.qkv.bias is None else attn.qkv.bias.split([dims, 2 * dims])
-    k, v = linear(normed, w_kv, b_kv).reshape(batch, n_tokens, 2, heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    k, v = split_heads(linear(normed, w_kv, b_kv), 2, heads)
     q_rows = linear(normed[samples, tokens], w_q, b_q)  # (R, D)
     counts = torch.bincount(samples, minlength=batch)
     order = torch.argsort(samples, stable=True)
