@@ -32,7 +32,7 @@ def test_values_and_gradients_equal_the_formula_in_float64(monkeypatch, chunk):
     if chunk is not None:  # chunk = rows per chunk at 100 classes
         monkeypatch.setattr(sce_module, '_CHUNK_ELEMENTS', chunk * 100)
     logits, targets, weights = blocks([5, 11, 0, 3], 100)
-    temps = [0.1, 0.2, 0.3, 0.05]
+    temps = [0.07, 0.3, 0.2, 0.05]  # 0.07 and 0.3 have no exact float32 inverse
     got_in = logits.clone().requires_grad_()
     ref_in = logits.clone().requires_grad_()
     got = soft_cross_entropy(got_in, targets, temps)
@@ -66,6 +66,18 @@ def test_targets_that_require_grad_take_the_autograd_formula_and_low_precision_i
     assert half.dtype == torch.float32 and torch.allclose(half.double(), out.detach(), rtol=0.05, atol=0.05)
 
 
+def test_forward_mode_ad_takes_the_autograd_formula():
+    import torch.autograd.forward_ad as fwAD
+    logits, targets, _ = blocks([4], 9)
+    tangent = torch.randn_like(logits)
+    with fwAD.dual_level():
+        out = soft_cross_entropy(fwAD.make_dual(logits, tangent), targets, 0.1)
+        jvp = fwAD.unpack_dual(out).tangent
+    x = logits.clone().requires_grad_()
+    grad = torch.autograd.grad(plain(x, targets, [0.1]).sum(), x)[0]
+    assert torch.allclose(jvp.sum(), (grad * tangent).sum(), rtol=1e-10)
+
+
 def test_no_rows_keeps_the_graph():
     x = torch.randn(0, 8, requires_grad=True)
     out = soft_cross_entropy(x, torch.zeros(0, 8), 0.1)
@@ -79,8 +91,9 @@ def test_clear_errors():
         soft_cross_entropy(x, [torch.rand(3, 6)], 0.1)
     with pytest.raises(ValueError, match='2 temperatures for 1 target blocks'):
         soft_cross_entropy(x, [torch.rand(4, 6)], [0.1, 0.2])
-    with pytest.raises(ValueError, match='temperatures must be > 0'):
-        soft_cross_entropy(x, torch.rand(4, 6), 0.0)
+    for bad in (0.0, float('nan')):
+        with pytest.raises(ValueError, match='temperatures must be > 0'):
+            soft_cross_entropy(x, torch.rand(4, 6), bad)
     with pytest.raises(ValueError, match=r'logits must be \(rows, classes\)'):
         soft_cross_entropy(x[None], torch.rand(4, 6), 0.1)
     out = soft_cross_entropy(x.requires_grad_(), torch.rand(4, 6), 0.1).sum()

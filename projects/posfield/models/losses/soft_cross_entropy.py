@@ -13,6 +13,8 @@ from typing import Sequence, Union
 import torch
 from torch.autograd.function import once_differentiable
 
+from projects.common.fast_linear import plain_reverse_mode
+
 # Rows per chunk: 2**20 floats (4 MiB at 65536 prototypes) per pass, so the passes over a chunk hit the cache.
 _CHUNK_ELEMENTS = 1 << 20
 
@@ -75,7 +77,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: Union[torch.Tensor, Sequen
         temps: the student temperature, or one per block.
 
     Computed in float32 at least (lower precisions are cast up; fp16 logits / 0.1 would overflow softmax). The
-    targets are constants (teacher outputs): targets that require grad take the same formula through autograd.
+    targets are constants (teacher outputs): targets that require grad, forward-mode AD, ``torch.func`` and
+    ``torch.compile`` take the same formula through autograd. The chunked function supports one first-order
+    backward.
     Rows need not sum to 1 (a sum of several teachers' targets gives the sum of their cross-entropies).
     """
     blocks = [targets] if isinstance(targets, torch.Tensor) else list(targets)
@@ -88,13 +92,13 @@ def soft_cross_entropy(logits: torch.Tensor, targets: Union[torch.Tensor, Sequen
             sum(b.shape[0] for b in blocks) != logits.shape[0]:
         raise ValueError(f'soft_cross_entropy: target blocks {[tuple(b.shape) for b in blocks]} must be '
                          f'(rows, {logits.shape[1]}) with {logits.shape[0]} rows in all, as the logits')
-    if any(t <= 0 for t in temp_list):
+    if not all(t > 0 for t in temp_list):  # also NaN
         raise ValueError(f'soft_cross_entropy: temperatures must be > 0, got {temp_list}')
-    inv_temps = torch.cat([logits.new_full((b.shape[0],), 1.0 / t, dtype=torch.float32)
-                           for b, t in zip(blocks, temp_list)]) if blocks else logits.new_zeros(0)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     blocks = [b.to(logits.dtype) for b in blocks]
-    if not any(b.requires_grad for b in blocks):
-        return _SoftCrossEntropy.apply(logits, inv_temps.to(logits.dtype), *(b.contiguous() for b in blocks))
-    log_p = torch.log_softmax(logits * inv_temps.to(logits.dtype)[:, None], dim=-1)
+    inv_temps = torch.cat([logits.new_full((b.shape[0],), 1.0 / t) for b, t in zip(blocks, temp_list)]
+                          + [logits.new_zeros(0)])
+    if plain_reverse_mode() and not any(b.requires_grad for b in blocks):
+        return _SoftCrossEntropy.apply(logits, inv_temps, *(b.contiguous() for b in blocks))
+    log_p = torch.log_softmax(logits * inv_temps[:, None], dim=-1)
     return -(torch.cat(blocks) * log_p).sum(-1)
