@@ -46,7 +46,7 @@ def test_tiny_config_runs_real_train_step_with_flops_and_mfu():
     assert r['flops_per_step'] > 0 and r['flops_per_image'] == r['flops_per_step'] / 2
     assert 0 < r['mfu'] <= 1
     assert set(r['phases_s']) == set(bench.PHASES) and r['phases_s']['backward'] > 0
-    assert r['peak_rss_gib'] > 0 and r['max_foreign_cpu_frac'] >= 0
+    assert r['peak_rss_gib'] > 0 and r['max_foreign_cpu_frac'] >= 0 and r['minor_faults_per_step'] >= 0
 
 
 def test_paired_ratios_are_within_round():

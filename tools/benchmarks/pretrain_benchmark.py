@@ -376,18 +376,20 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
     for it in range(warmup + steps):
         timer.times = {}
         sync()
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         busy0, cpu0, t0 = machine_busy_s(), time.process_time(), time.perf_counter()
         log_vars = model.train_step(batches[it], optim_wrapper)
         values = {k: float(v) for k, v in log_vars.items()}  # the .item() a logger would do
         sync()
         wall = time.perf_counter() - t0
         foreign = max(machine_busy_s() - busy0 - (time.process_time() - cpu0), 0.0) / wall
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
         if not all(v == v and abs(v) != float('inf') for v in values.values()):
             raise RuntimeError(f'{config}: non-finite logged value at step {it}: {values}')
         phases = dict(timer.times)
         phases['forward'] = wall - sum(phases.values())
         records.append(dict(it=it, warmup=it < warmup, wall=wall, phases=phases, loss=values.get('loss'),
-                            foreign_cpu_frac=foreign))
+                            foreign_cpu_frac=foreign, minor_faults=faults))
     timed = [r for r in records if not r['warmup']]
     step_s = statistics.median(r['wall'] for r in timed)
     phase_s = {k: statistics.median(r['phases'].get(k, 0.0) for r in timed) for k in PHASES}
@@ -398,6 +400,7 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         warmup=warmup, steps=steps, step_s=[round(r['wall'], 4) for r in timed],
         median_s_per_step=step_s, images_per_s=batch_size / step_s, phases_s=phase_s,
         max_foreign_cpu_frac=max(r['foreign_cpu_frac'] for r in timed),
+        minor_faults_per_step=statistics.median(r['minor_faults'] for r in timed),
         losses=[r['loss'] for r in records],
         data='synthetic random-noise 500x375 JPEGs' if tmp is not None else data_root)
     result['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before the count
