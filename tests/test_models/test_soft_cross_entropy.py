@@ -30,7 +30,7 @@ def blocks(rows, classes, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize('chunk', [None, 7, 64])  # several chunks per block, chunks that straddle nothing
 def test_values_and_gradients_equal_the_formula_in_float64(monkeypatch, chunk):
     if chunk is not None:  # chunk = rows per chunk at 100 classes
-        monkeypatch.setattr(sce_module, '_CHUNK_ELEMENTS', chunk * 100)
+        monkeypatch.setattr(sce_module, '_CPU_CHUNK_ELEMENTS', chunk * 100)
     logits, targets, weights = blocks([5, 11, 0, 3], 100)
     temps = [0.07, 0.3, 0.2, 0.05]  # 0.07 and 0.3 have no exact float32 inverse
     got_in = logits.clone().requires_grad_()

@@ -15,13 +15,19 @@ from torch.autograd.function import once_differentiable
 
 from projects.common.fast_linear import plain_reverse_mode
 
-# Rows per chunk: 2**20 floats (4 MiB at 65536 prototypes) per pass, so the passes over a chunk hit the cache.
-_CHUNK_ELEMENTS = 1 << 20
+# Elements per chunk. CPU: 2**20 floats (16 rows, 4 MiB at 65536 prototypes), so the passes over a chunk hit the
+# cache. Other devices: larger chunks, so a big batch's logits take a few kernel launches, not hundreds.
+_CPU_CHUNK_ELEMENTS = 1 << 20
+_DEVICE_CHUNK_ELEMENTS = 1 << 26
 
 
-def _chunks(targets: Sequence[torch.Tensor], n_cols: int):
-    """(first row, last row + 1, target rows) of each chunk, block by block."""
-    size = max(1, _CHUNK_ELEMENTS // max(n_cols, 1))
+def _chunk_rows(like: torch.Tensor) -> int:
+    elements = _CPU_CHUNK_ELEMENTS if like.device.type == 'cpu' else _DEVICE_CHUNK_ELEMENTS
+    return max(1, elements // max(like.shape[1], 1))
+
+
+def _chunks(targets: Sequence[torch.Tensor], size: int):
+    """(first row, last row + 1, target rows) of each chunk of ``size`` rows, block by block."""
     start = 0
     for block in targets:
         for lo in range(0, block.shape[0], size):
@@ -35,12 +41,13 @@ class _SoftCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, inv_temps, *targets):
         n_rows, n_cols = logits.shape
+        size = _chunk_rows(logits)
         log_p = torch.empty_like(logits)
         ce = logits.new_empty(n_rows)
         target_sums = logits.new_empty(n_rows)
-        scaled = logits.new_empty(min(n_rows, max(1, _CHUNK_ELEMENTS // max(n_cols, 1))), n_cols)
+        scaled = logits.new_empty(min(n_rows, size), n_cols)
         product = torch.empty_like(scaled)
-        for lo, hi, t in _chunks(targets, n_cols):
+        for lo, hi, t in _chunks(targets, size):
             z = scaled[:hi - lo]
             torch.mul(logits[lo:hi], inv_temps[lo:hi, None], out=z)
             torch.log_softmax(z, dim=-1, out=log_p[lo:hi])
@@ -61,7 +68,7 @@ class _SoftCrossEntropy(torch.autograd.Function):
         log_p, target_sums, inv_temps, *targets = ctx.saved_tensors
         scale = grad * inv_temps  # d loss / d ce_r, over the temperature
         prob_scale = scale * target_sums
-        for lo, hi, t in _chunks(targets, log_p.shape[1]):
+        for lo, hi, t in _chunks(targets, _chunk_rows(log_p)):
             log_p[lo:hi].exp_().mul_(prob_scale[lo:hi, None]).addcmul_(t, scale[lo:hi, None], value=-1)
         return (log_p, None) + (None,) * len(targets)
 
