@@ -179,11 +179,11 @@ class PosFieldSSL(BaseSelfSupervisor):
         return losses
 
     def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """Prototype logits of the [CLS] rows then the masked patch rows, ``(rows, K)`` in fp32: ONE call when
+        """Prototype logits of the [CLS] rows then the masked patch rows, ``(rows, K)`` (the neck's fp32): ONE call when
         the neck is shared (the loss takes the whole tensor, so its backward needs no concatenation)."""
         if 'patch_neck' in part:
-            return torch.cat([part['neck'](cls), part['patch_neck'](patches)]).float()
-        return part['neck'](torch.cat([cls, patches])).float()
+            return torch.cat([part['neck'](cls), part['patch_neck'](patches)])
+        return part['neck'](torch.cat([cls, patches]))
 
     @staticmethod
     def _masked_rows(kept: torch.Tensor, keep: torch.Tensor, content_sel: torch.Tensor, pos_sel: torch.Tensor):

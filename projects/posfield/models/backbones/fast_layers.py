@@ -79,6 +79,11 @@ def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     return attn.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
+def _head_views(packed: torch.Tensor, parts: int, heads: int):
+    batch, tokens, channels = packed.shape
+    return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+
 class _SplitHeads(torch.autograd.Function):
     """``(B, T, n * H * d)`` -> n views ``(B, H, T, d)``; the backward copies the n gradients straight into one
     ``(B, T, n * H * d)`` tensor, where autograd's ``unbind`` and ``permute`` backward first stack them and
@@ -88,8 +93,7 @@ class _SplitHeads(torch.autograd.Function):
     def forward(ctx, packed: torch.Tensor, parts: int, heads: int):
         ctx.shape, ctx.parts, ctx.heads = packed.shape, parts, heads
         ctx.set_materialize_grads(False)  # an unused part gets a zero block here, not a zero tensor from autograd
-        batch, tokens, channels = packed.shape
-        return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return _head_views(packed, parts, heads)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -112,8 +116,7 @@ def split_heads(packed: torch.Tensor, parts: int, heads: int):
     ``(B, H, T, d)`` views."""
     if torch.is_grad_enabled() and packed.requires_grad and plain_reverse_mode():
         return _SplitHeads.apply(packed, parts, heads)
-    batch, tokens, channels = packed.shape
-    return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    return _head_views(packed, parts, heads)
 
 
 def _check_attention(attn: nn.Module) -> None:

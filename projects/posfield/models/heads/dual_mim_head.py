@@ -5,8 +5,6 @@ import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..losses.soft_cross_entropy import soft_cross_entropy
-
 
 def first_argmax(x: torch.Tensor, block: int = 256) -> torch.Tensor:
     """``x.argmax(-1)`` of ``(rows, K)`` (the first maximum; NaN counts as the maximum, as in ``argmax``).
@@ -66,6 +64,6 @@ class DualMIMHead(BaseModule):
              student_pos: torch.Tensor, target_pos: torch.Tensor,
              content_weights: Optional[torch.Tensor] = None,
              pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        ce = [soft_cross_entropy(s, t, self.student_temp)
-              for s, t in ((student_content, target_content), (student_pos, target_pos))]
-        return self.loss_from_ce(*ce, content_weights=content_weights, pos_weights=pos_weights)
+        loss_content = self.loss_module(student_content, target_content, content_weights)
+        loss_pos = self.loss_module(student_pos, target_pos, pos_weights)
+        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)
