@@ -192,6 +192,12 @@ def test_memory_stays_flat_when_the_row_count_changes_every_call():
                              text=True, check=True, env=dict(os.environ, **env))
         return float(out.stdout.split()[-1])
 
-    assert growth({}) < 100  # the module's defaults: oneDNN's shape caches off
-    # With the caches on, each new shape pinned freed memory: the trap the defaults avoid.
-    assert growth({'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '1024', 'LRU_CACHE_CAPACITY': '1024'}) > 300
+    # The module's defaults (oneDNN's shape caches off): what grows is the kept heap's fragmentation, which is
+    # bounded by a few of the largest outputs (400 x 16384 floats = 25 MiB) and varies between runs (0-111 MiB
+    # seen on 2-core machines), so the bound is ten of them.
+    off = growth({})
+    assert off < 250
+    # With the caches on, each new shape pinned freed memory (about 17 MiB a shape, 850-920 MiB over these 50
+    # shapes): the trap the defaults avoid.
+    on = growth({'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '1024', 'LRU_CACHE_CAPACITY': '1024'})
+    assert on > 600 and on > 3 * off
