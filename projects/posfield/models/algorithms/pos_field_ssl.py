@@ -213,11 +213,13 @@ class PosFieldSSL(BaseSelfSupervisor):
         """Student logits of every view's [CLS] (globals first) then of the masked patches (content rows first)
         in one tensor, the number of [CLS] rows, and the global views' [CLS] tokens (KoLeo)."""
         keep = content_sel | pos_sel  # the last layer computes only these patches and the [CLS] tokens
-        global_cls, kept = self.backbone.forward_tokens(
-            batch.global_views, batch.global_boxes, batch.global_flips, content_mask=batch.content_masks,
-            pos_mask=batch.pos_masks, keep_patches=keep)
-        local_cls = [self.backbone.forward_cls(views, boxes, flips)  # unmasked, one pass per size
-                     for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)]
+        # one pass over the global views and every size of local views (unmasked, [CLS] only)
+        (global_cls, kept), *local = self.backbone.forward_token_groups(
+            [dict(x=batch.global_views, boxes=batch.global_boxes, flips=batch.global_flips,
+                  content_mask=batch.content_masks, pos_mask=batch.pos_masks, keep_patches=keep)]
+            + [dict(x=views, boxes=boxes, flips=flips, cls_only=True)
+               for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)])
+        local_cls = [cls for cls, _ in local]
         masked = self._masked_rows(kept, keep, content_sel, pos_sel)
         all_cls = torch.cat([global_cls, *local_cls])
         return self._heads(self._student(), all_cls, masked), all_cls.shape[0], global_cls

@@ -19,6 +19,10 @@ changes:
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA, a fused
   kernel on CPU) whenever ``qk_scale`` is not set; for short sequences on the CPU (the local views) the same
   product written out as two matmuls and a softmax (:func:`attend`), which was faster there.
+* **View groups in one pass** (:func:`run_layer_groups`, DINOv2's ``forward_features_list``): the tokens of
+  several view groups (the global views, each size of local views) are one ``(rows, D)`` stream; the layer
+  norms, linear products, GELU and residual adds run once over every group's rows, the attention per group.
+  One larger product ran faster than one per group (docs/benchmarks.md).
 * **The last layer on the rows a loss reads** (:func:`run_layer_rows`): keys and values from every token; the
   queries, the attention, the output projection and the FFN only for the requested rows ([CLS] and masked
   patches in pre-training; :func:`attention_rows`).
@@ -79,44 +83,63 @@ def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     return attn.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
-def _head_views(packed: torch.Tensor, parts: int, heads: int):
-    batch, tokens, channels = packed.shape
-    return packed.reshape(batch, tokens, parts, heads, channels // parts // heads).permute(2, 0, 3, 1, 4).unbind(0)
+def _group_head_views(packed: torch.Tensor, groups, parts: int, heads: int) -> list:
+    views, start, head_dims = [], 0, packed.shape[-1] // parts // heads
+    for batch, tokens in groups:
+        block = packed[start:start + batch * tokens].view(batch, tokens, parts, heads, head_dims)
+        views.extend(block.permute(2, 0, 3, 1, 4).unbind(0))
+        start += batch * tokens
+    return views
 
 
 class _SplitHeads(torch.autograd.Function):
-    """``(B, T, n * H * d)`` -> n views ``(B, H, T, d)``; the backward copies the n gradients straight into one
-    ``(B, T, n * H * d)`` tensor, where autograd's ``unbind`` and ``permute`` backward first stack them and
-    then copy the stack into that layout (two passes over the gradient)."""
+    """``(rows, n * H * d)``, the rows of view groups ``(B_i, T_i)`` one after another -> per group n views
+    ``(B_i, H, T_i, d)``; the backward copies every gradient straight into one ``(rows, n * H * d)`` tensor, where
+    autograd's ``unbind``, ``permute`` and slicing backward first stack them, then copy the stack into that layout
+    and concatenate the groups (several passes over the gradient)."""
 
     @staticmethod
-    def forward(ctx, packed: torch.Tensor, parts: int, heads: int):
-        ctx.shape, ctx.parts, ctx.heads = packed.shape, parts, heads
+    def forward(ctx, packed: torch.Tensor, groups, parts: int, heads: int):
+        ctx.shape, ctx.groups, ctx.parts, ctx.heads = packed.shape, groups, parts, heads
         ctx.set_materialize_grads(False)  # an unused part gets a zero block here, not a zero tensor from autograd
-        return _head_views(packed, parts, heads)
+        return tuple(_group_head_views(packed, groups, parts, heads))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
-        batch, tokens, channels = ctx.shape
         like = next((g for g in grads if g is not None), None)
         if like is None:
-            return None, None, None
-        out = like.new_empty(batch, tokens, ctx.parts, ctx.heads, channels // ctx.parts // ctx.heads)
-        for i, grad in enumerate(grads):
-            if grad is None:
-                out[:, :, i].zero_()
-            else:
-                out[:, :, i].copy_(grad.transpose(1, 2))
-        return out.view(batch, tokens, channels), None, None
+            return None, None, None, None
+        out = like.new_empty(ctx.shape)
+        start, grads = 0, iter(grads)
+        for batch, tokens in ctx.groups:
+            block = out[start:start + batch * tokens].view(batch, tokens, ctx.parts, ctx.heads,
+                                                           ctx.shape[-1] // ctx.parts // ctx.heads)
+            for i in range(ctx.parts):
+                grad = next(grads)
+                if grad is None:
+                    block[:, :, i].zero_()
+                else:
+                    block[:, :, i].copy_(grad.transpose(1, 2))
+            start += batch * tokens
+        return out, None, None, None
+
+
+def split_group_heads(packed: torch.Tensor, groups, parts: int, heads: int) -> list:
+    """The ``parts`` tensors (q, k, v or k, v) packed along the channels of ``(rows, parts * H * d)``, whose rows
+    are the tokens of view groups ``groups`` = ``[(B_i, T_i), ...]`` one group after another: per group, the
+    ``parts`` tensors as ``(B_i, H, T_i, d)`` views, in one flat list."""
+    groups = tuple((int(b), int(t)) for b, t in groups)
+    if torch.is_grad_enabled() and packed.requires_grad and plain_reverse_mode():
+        return list(_SplitHeads.apply(packed, groups, parts, heads))
+    return _group_head_views(packed, groups, parts, heads)
 
 
 def split_heads(packed: torch.Tensor, parts: int, heads: int):
     """The ``parts`` tensors (q, k, v or k, v) packed along the channels of ``(B, T, parts * H * d)``, each as
     ``(B, H, T, d)`` views."""
-    if torch.is_grad_enabled() and packed.requires_grad and plain_reverse_mode():
-        return _SplitHeads.apply(packed, parts, heads)
-    return _head_views(packed, parts, heads)
+    batch, tokens, channels = packed.shape
+    return tuple(split_group_heads(packed.reshape(batch * tokens, channels), [(batch, tokens)], parts, heads))
 
 
 def _check_attention(attn: nn.Module) -> None:
@@ -246,6 +269,111 @@ def run_layer(layer: nn.Module, x: torch.Tensor, drop_path_mode: str = 'bernoull
     attn_fn, ffn_fn = branches or (attn_branch, ffn_branch)
     x = add_residual(x, lambda t: attn_fn(layer, t), drop_prob, drop_path_mode)
     return add_residual(x, lambda t: ffn_fn(layer, t), drop_prob, drop_path_mode)
+
+
+class _AddScaledRows(torch.autograd.Function):
+    """``x.index_add(0, index, src)`` with each row block ``[lo, hi)`` of ``src`` (and ``index``) scaled by its own
+    factor: one residual add for view groups with different stochastic-depth scales, without a scaled copy of
+    ``src`` forward or backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, src: torch.Tensor, blocks):
+        ctx.save_for_backward(index)
+        ctx.blocks = blocks
+        out = x.clone()
+        for lo, hi, scale in blocks:
+            out.index_add_(0, index[lo:hi], src[lo:hi], alpha=scale)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        index, = ctx.saved_tensors
+        grad_src = None
+        if ctx.needs_input_grad[2]:
+            grad_src = grad.index_select(0, index)
+            for lo, hi, scale in ctx.blocks:
+                if scale != 1.0:
+                    grad_src[lo:hi].mul_(scale)
+        return grad, None, grad_src, None
+
+
+def add_scaled_rows(x: torch.Tensor, index: torch.Tensor, src: torch.Tensor, blocks) -> torch.Tensor:
+    """``x`` with ``src``'s rows added at rows ``index``, the rows ``[lo, hi)`` of each block ``(lo, hi, scale)``
+    scaled by ``scale``."""
+    src = src.to(x.dtype)
+    if torch.is_grad_enabled() and plain_reverse_mode():
+        return _AddScaledRows.apply(x, index, src, tuple(blocks))
+    scales = torch.cat([src.new_full((hi - lo,), scale) for lo, hi, scale in blocks])
+    return x.index_add(0, index, src * scales[:, None])
+
+
+def merge_heads(outs) -> torch.Tensor:
+    """Per-group attention outputs ``(B_i, H, T_i, d)`` -> their rows ``(sum B_i * T_i, H * d)``, group after
+    group (a view for one group whose kernel wrote ``(B, T, H, d)``, as SDPA's fused CPU kernel does)."""
+    rows = [o.transpose(1, 2).reshape(-1, o.shape[1] * o.shape[3]) for o in outs]
+    return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+
+def _group_branch(x: torch.Tensor, groups, kept, branch: Callable[[torch.Tensor, list], torch.Tensor]):
+    """``x + stochastic_depth(branch(rows, kept groups))`` over the rows of view groups ``groups`` with per-group
+    kept samples ``kept`` (``(indices or None, scale)``; None: every sample, scale 1)."""
+    if all(index is None for index, _ in kept):
+        return x + branch(x, list(groups))
+    index, blocks, kept_groups, start, lo = [], [], [], 0, 0
+    for (batch, tokens), (samples, scale) in zip(groups, kept):
+        if samples is None:
+            samples = torch.arange(batch, device=x.device)
+        if samples.numel():
+            rows = (samples[:, None] * tokens + torch.arange(tokens, device=x.device)).flatten() + start
+            index.append(rows)
+            blocks.append((lo, lo + rows.numel(), float(scale)))
+            kept_groups.append((samples.numel(), tokens))
+            lo += rows.numel()
+        start += batch * tokens
+    if not index:  # every sample of every group dropped: the branch on no rows (zero, not missing, gradients)
+        index, blocks, kept_groups = [x.new_empty(0, dtype=torch.long)], [(0, 0, 1.0)], [(0, groups[0][1])]
+    index = torch.cat(index)
+    return add_scaled_rows(x, index, branch(x.index_select(0, index), kept_groups), blocks)
+
+
+def _group_attention(layer: nn.Module, rows: torch.Tensor, groups) -> torch.Tensor:
+    """``gamma1(proj(attention(ln1(x))))`` for the rows of view groups: the linear products over all rows at
+    once, the attention per group."""
+    attn = layer.attn
+    _check_attention(attn)
+    parts = split_group_heads(linear_module(attn.qkv, layer.ln1(rows)), groups, 3, attn.num_heads)
+    mixed = merge_heads([attend(attn, *parts[3 * i:3 * i + 3]) for i in range(len(groups))])
+    return attn_output(layer, mixed)
+
+
+def run_layer_groups(layer: nn.Module, x: torch.Tensor, groups, drop_path_mode: str = 'bernoulli',
+                     branches: Optional[tuple] = None) -> torch.Tensor:
+    """One ``TransformerEncoderLayer`` over several view groups at once (DINOv2's ``forward_features_list``).
+
+    ``x``: ``(rows, D)``, the tokens of the groups ``groups`` = ``[(B_i, T_i), ...]`` (e.g. the global and the
+    local views) one group after another. The layer norms, linear products and GELU run once over the rows of
+    every group (one larger product is faster than one per view size), the attention per group. Stochastic
+    depth draws per group in the order of ``[run_layer(layer, x_i) for x_i in groups]`` (attention, then FFN,
+    group after group), so a seeded step keeps the same samples as that loop and gives its result up to float
+    rounding. With ``branches`` (compiled branches) or hooks watching the layer, it is that loop.
+    """
+    groups = [(int(b), int(t)) for b, t in groups]
+    if branches is not None or observed(layer):
+        views = x.split([b * t for b, t in groups])
+        return torch.cat([run_layer(layer, v.view(b, t, -1), drop_path_mode, branches).flatten(0, 1)
+                          for v, (b, t) in zip(views, groups)])
+    drop_prob = layer_drop_prob(layer) if layer.training else 0.0
+    draws = []  # per group: (attention's kept samples, scale), (FFN's kept samples, scale)
+    for batch, _ in groups:
+        for _ in range(2):
+            if drop_prob <= 0.0:
+                draws.append((None, 1.0))
+                continue
+            index, scale = kept_samples(batch, drop_prob, drop_path_mode, x)
+            draws.append((None if index.numel() == batch and scale == 1.0 else index, scale))
+    x = _group_branch(x, groups, draws[0::2], lambda rows, kept: _group_attention(layer, rows, kept))
+    return _group_branch(x, groups, draws[1::2], lambda rows, kept: ffn_branch(layer, rows))
 
 
 def run_layer_rows(layer: nn.Module, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor,

@@ -1,5 +1,5 @@
 """ViT whose patch position embeddings are sampled from a position field at each view's box."""
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,7 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..utils.archs import vit_arch
 from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
-from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer, run_layer_rows, set_drop_path
+from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer_groups, run_layer_rows, set_drop_path
 
 
 _CLS_ONLY = object()  # keep_patches sentinel of forward_cls: no patch token
@@ -105,16 +105,56 @@ class PosFieldViT(VisionTransformer):
         (:func:`run_layer_rows`; a pre-training loss reads no other token of the last layer). That layer is not
         activation-checkpointed under ``with_cp``.
         """
-        tokens, hw = self._embed(x, boxes, flips, content_mask, pos_mask)
-        last = len(self.layers) - 1 if keep_patches is not None else len(self.layers)
+        return self.forward_token_groups([dict(x=x, boxes=boxes, flips=flips, content_mask=content_mask,
+                                               pos_mask=pos_mask, keep_patches=keep_patches)])[0]
+
+    def forward_token_groups(self, groups: Sequence[dict]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`forward_tokens` of several view groups in one pass (e.g. the global views, then each size of
+        local views); each group a dict of its keyword arguments, plus ``cls_only=True`` for :meth:`forward_cls`.
+
+        The layers run over the tokens of every group at once (:func:`run_layer_groups`: one linear product per
+        layer instead of one per group); the results are those of one :meth:`forward_tokens` per group up to
+        float rounding. Stochastic depth draws layer by layer, and within a layer group by group (the order of
+        running each layer on each group in turn), so with drop-path on, the random draws differ from those of
+        separate passes, not their distribution.
+        """
+        embedded = []
+        for group in groups:
+            group = dict(group)
+            cls_only = group.pop('cls_only', False)
+            keep = group.pop('keep_patches', None)
+            unknown = set(group) - {'x', 'boxes', 'flips', 'content_mask', 'pos_mask'}
+            if unknown or 'x' not in group:
+                raise ValueError(f'a view group takes x, boxes, flips, content_mask, pos_mask, keep_patches and '
+                                 f'cls_only; got {sorted(group)}{" without x" if "x" not in group else ""}')
+            tokens, _ = self._embed(group['x'], group.get('boxes'), group.get('flips'), group.get('content_mask'),
+                                    group.get('pos_mask'))
+            embedded.append((tokens, _CLS_ONLY if cls_only else keep))
+        shapes = [tuple(tokens.shape[:2]) for tokens, _ in embedded]
+        rows = torch.cat([tokens.flatten(0, 1) for tokens, _ in embedded]) if len(embedded) > 1 else \
+            embedded[0][0].flatten(0, 1)
+        full = all(keep is None for _, keep in embedded)
+        last = len(self.layers) if full else len(self.layers) - 1  # the last layer per group, on its rows only
         for layer in self.layers[:last]:
-            tokens = self._run_layer(layer, tokens)
-        if keep_patches is None:
-            if self.final_norm:
-                tokens = self.ln1(tokens)
-            return tokens[:, 0], tokens[:, 1:]
+            rows = self._run_layer_groups(layer, rows, shapes)
+        outs = []
+        for view_rows, (batch, n_tokens), (_, keep) in zip(rows.split([b * t for b, t in shapes]), shapes,
+                                                           embedded):
+            tokens = view_rows.view(batch, n_tokens, -1)
+            if full:
+                if self.final_norm:
+                    tokens = self.ln1(tokens)
+                outs.append((tokens[:, 0], tokens[:, 1:]))
+                continue
+            outs.append(self._last_layer_rows(tokens, keep))
+        return outs
+
+    def _last_layer_rows(self, tokens: torch.Tensor, keep_patches) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The last layer on the [CLS] tokens and the ``keep_patches`` patches (None: every patch)."""
         batch, n_patches = tokens.shape[0], tokens.shape[1] - 1
-        if keep_patches is _CLS_ONLY:
+        if keep_patches is None:
+            keep_patches = tokens.new_ones(batch, n_patches, dtype=torch.bool)
+        elif keep_patches is _CLS_ONLY:
             keep_patches = tokens.new_zeros(batch, n_patches, dtype=torch.bool)
         if tuple(keep_patches.shape) != (batch, n_patches):
             raise ValueError(f'keep_patches must have shape {(batch, n_patches)} (views, patches), '
@@ -157,17 +197,19 @@ class PosFieldViT(VisionTransformer):
             raise ValueError(f'{name} must have shape {(batch, *hw)} (batch, patch grid), got {tuple(mask.shape)}')
         return mask.to(torch.bool).flatten(1)
 
-    def _run_layer(self, layer, tokens):
-        if self.with_cp and self.training and tokens.requires_grad:
-            return checkpoint(run_layer, layer, tokens, self.drop_path_mode, self._branches, use_reentrant=False)
-        return run_layer(layer, tokens, self.drop_path_mode, self._branches)
+    def _run_layer_groups(self, layer, rows, shapes):
+        if self.with_cp and self.training and rows.requires_grad:
+            return checkpoint(run_layer_groups, layer, rows, shapes, self.drop_path_mode, self._branches,
+                              use_reentrant=False)
+        return run_layer_groups(layer, rows, shapes, self.drop_path_mode, self._branches)
 
     def forward(self, x):
         """mmpretrain's backbone API (tuple of outputs at ``out_indices``), whole-canvas positions."""
         tokens, hw = self._embed(x)
+        shape = tokens.shape
         outs = []
         for i, layer in enumerate(self.layers):
-            tokens = self._run_layer(layer, tokens)
+            tokens = self._run_layer_groups(layer, tokens.flatten(0, 1), [shape[:2]]).view(shape)
             if i == len(self.layers) - 1 and self.final_norm:
                 tokens = self.ln1(tokens)
             if i in self.out_indices:
