@@ -111,17 +111,11 @@ class _SplitHeads(torch.autograd.Function):
         if like is None:
             return None, None, None, None
         out = like.new_empty(ctx.shape)
-        start, grads = 0, iter(grads)
-        for batch, tokens in ctx.groups:
-            block = out[start:start + batch * tokens].view(batch, tokens, ctx.parts, ctx.heads,
-                                                           ctx.shape[-1] // ctx.parts // ctx.heads)
-            for i in range(ctx.parts):
-                grad = next(grads)
-                if grad is None:
-                    block[:, :, i].zero_()
-                else:
-                    block[:, :, i].copy_(grad.transpose(1, 2))
-            start += batch * tokens
+        for view, grad in zip(_group_head_views(out, ctx.groups, ctx.parts, ctx.heads), grads):
+            if grad is None:
+                view.zero_()
+            else:
+                view.copy_(grad)
         return out, None, None, None
 
 
