@@ -17,7 +17,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from projects.common.checkpoint import latest_checkpoint, remove_stale_temporaries  # noqa: E402
-from projects.common.host_memory import HOST_MEMORY_CHOICES, apply_host_memory  # noqa: E402
+from projects.common import cpu_tuning  # noqa: E402
 from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
                                           exit_on_bad_input, is_rank_zero, load_config)
 
@@ -38,10 +38,11 @@ def parse_args(argv=None):
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument('--cfg-options', nargs='+', action=_DictAction, default={},
                         help='override config keys, e.g. train_dataloader.batch_size=8 model.backbone.arch=small')
-    parser.add_argument('--host-memory', choices=HOST_MEMORY_CHOICES, default='keep',
-                        help='keep (default): freed host memory stays with the process for reuse, which saves '
-                        'the page faults of re-allocating large tensors every step (faster CPU training, a '
-                        'higher resident set); release: the C library\'s defaults (docs/benchmarks.md)')
+    parser.add_argument('--host-memory', choices=cpu_tuning.HOST_MEMORY_CHOICES, default='keep',
+                        help='training on the CPU only (with the rest of projects.common.cpu_tuning): keep '
+                        '(default): freed host memory stays with the process for reuse, which saves the page '
+                        'faults of re-allocating large tensors every step (faster CPU training, a higher resident '
+                        'set); release: the C library\'s defaults (docs/benchmarks.md)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher (dist_train.sh passes pytorch, slurm_train.sh slurm)')
     # torch.distributed.launch passes --local_rank, torchrun sets LOCAL_RANK; accept both spellings.
@@ -96,9 +97,18 @@ def merge_args(cfg, args):
     return cfg
 
 
+def apply_cpu_tuning(args) -> dict:
+    """The CPU tuning (:func:`projects.common.cpu_tuning.apply`) where training runs on the CPU (no CUDA
+    device); nothing otherwise. Returns what is in effect."""
+    import torch
+    if torch.cuda.is_available():
+        return {}
+    return cpu_tuning.apply(host_memory=args.host_memory)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    apply_host_memory(args.host_memory)  # before the model and the data exist
+    apply_cpu_tuning(args)  # before the model and the data exist
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
     if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind

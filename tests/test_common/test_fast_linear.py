@@ -1,4 +1,5 @@
-"""fast_linear.linear: F.linear's values and gradients through oneDNN on float32 CPU tensors, F.linear elsewhere."""
+"""cpu_tuning.linear: once the CPU tuning is applied, F.linear's values and gradients through oneDNN on float32 CPU
+tensors, F.linear elsewhere; before apply() (and on import) F.linear everywhere and no process state changed."""
 import os
 import subprocess
 import sys
@@ -9,11 +10,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from projects.common import fast_linear
-from projects.common.fast_linear import linear, linear_module, uses_onednn
+from projects.common import cpu_tuning
+from projects.common.cpu_tuning import linear, linear_module, uses_onednn
 from tests.helpers import ROOT
 
-needs_onednn = pytest.mark.skipif(fast_linear._ONEDNN_LINEAR is None, reason='torch built without oneDNN linear')
+needs_onednn = pytest.mark.skipif(cpu_tuning._onednn_op() is None, reason='torch built without oneDNN linear')
+
+
+@pytest.fixture(autouse=True)
+def applied(monkeypatch):
+    """Every test here runs with the CPU tuning applied (without the host memory setting), undone after it."""
+    for name in ('_ONEDNN_LINEAR', '_short_attention_tokens'):
+        monkeypatch.setattr(cpu_tuning, name, getattr(cpu_tuning, name))
+    cpu_tuning.apply(host_memory='release')
+
+
+@needs_onednn
+def test_f_linear_until_applied(monkeypatch):
+    monkeypatch.setattr(cpu_tuning, '_ONEDNN_LINEAR', None)  # the state after import, before apply()
+    x, w = torch.randn(5, 8), torch.randn(3, 8)
+    assert not uses_onednn(x, w)
+    with FlopCounterMode(display=False) as counter:
+        linear(x, w)
+    assert {str(op) for op in counter.get_flop_counts()['Global']} == {'aten.mm'}
 
 
 def _reference(x, w, b, grad):
@@ -147,17 +166,35 @@ def test_linear_module_runs_sequential_weight_norm_and_watched_modules():
     assert linear_module(Zeroed(8, 3), x).abs().sum() == 0  # a subclass's own forward runs
 
 
-def test_environment_switch_turns_onednn_off_and_nothing_else():
-    probe = ('import os, sys; sys.path.insert(0, {!r}); from projects.common import fast_linear; '
-             'print(fast_linear._ONEDNN_LINEAR is None, *(os.environ.get(k) == v '
-             'for k, v in fast_linear.ONEDNN_CACHE_ENV.items()))').format(ROOT)
-    env = {k: v for k, v in os.environ.items() if k not in fast_linear.ONEDNN_CACHE_ENV}
-    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, check=True,
-                         env=dict(env, FAST_LINEAR='0'))
-    off, *cache_settings = out.stdout.split()
-    assert off == 'True'
+# Imports the module (and the backbone that uses it), prints whether that changed anything, applies the tuning and
+# prints what is in effect.
+_APPLY_PROBE = """
+import os, sys
+sys.path.insert(0, {root!r})
+from projects.common import cpu_tuning
+import projects.posfield.models  # noqa: F401
+import torch
+cache = lambda: [os.environ.get(k) == v for k, v in cpu_tuning.ONEDNN_CACHE_ENV.items()]
+print(cpu_tuning._ONEDNN_LINEAR is None, cpu_tuning._short_attention_tokens, *cache())
+print(cpu_tuning.apply(host_memory='release'))
+print(cpu_tuning._ONEDNN_LINEAR is None, cpu_tuning._short_attention_tokens, *cache())
+"""
+
+
+@pytest.mark.parametrize('fast_linear_env', ['1', '0'])
+def test_import_changes_nothing_and_apply_turns_the_tuning_on(fast_linear_env):
+    """Importing changes no process state; apply() sets the oneDNN cache environment and turns the products and the
+    short attention on; ``FAST_LINEAR=0`` turns the products off and nothing else."""
+    env = {k: v for k, v in os.environ.items() if k not in cpu_tuning.ONEDNN_CACHE_ENV}
+    out = subprocess.run([sys.executable, '-c', _APPLY_PROBE.format(root=ROOT)], capture_output=True, text=True,
+                         check=True, env=dict(env, FAST_LINEAR=fast_linear_env)).stdout.splitlines()
+    assert out[0].split() == ['True', '0', 'False', 'False']  # imported: nothing on, no environment set
+    products = fast_linear_env == '1' and cpu_tuning._onednn_op() is not None
+    assert out[1] == str(dict(host_memory='release', onednn_linear=products, short_attention=True))
+    off, tokens, *cache_settings = out[2].split()
+    assert off == str(not products) and tokens == str(cpu_tuning.SHORT_ATTENTION_TOKENS)
     if torch.backends.mkldnn.is_available():
-        assert cache_settings == ['True', 'True']  # the cache settings as with the products on
+        assert cache_settings == ['True', 'True']  # the cache settings whether the products are on or off
 
 
 # Prototype-layer-like products (16384 outputs) with a new row count each time, 100 different counts, with freed
@@ -168,9 +205,9 @@ _SHAPES_PROBE = """
 import random, sys
 sys.path.insert(0, {root!r})
 import torch
-from projects.common.host_memory import apply_host_memory
-from projects.common.fast_linear import linear
-apply_host_memory('keep')
+from projects.common import cpu_tuning
+from projects.common.cpu_tuning import linear
+assert cpu_tuning.apply(host_memory='keep')['onednn_linear']
 torch.set_num_threads(1)
 def resident_mib():
     return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2 ** 20
@@ -194,7 +231,7 @@ def test_memory_stays_flat_when_the_row_count_changes_every_call():
                              text=True, check=True, env=dict(os.environ, **env))
         return float(out.stdout.split()[-1])
 
-    off = growth({})  # the module's defaults: oneDNN's shape caches off (7-23 MiB seen on 2-core machines)
+    off = growth({})  # as applied: oneDNN's shape caches off (7-23 MiB seen on 2-core machines)
     assert off < 100
     # With the caches on, each new shape pinned freed memory (465-500 MiB over these 100 shapes in separate runs,
     # an earlier, larger probe once gave a quarter of its usual figure inside the full suite): the trap the defaults

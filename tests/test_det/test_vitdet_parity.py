@@ -124,6 +124,26 @@ def test_rel_pos_zero_init_is_a_no_op_and_nonzero_changes_the_output():
     assert all(float(rel.layers[i].attn.rel_pos_w.grad.abs().sum()) > 0 for i in (0, 1))
 
 
+def test_detector_blocks_are_vit_blocks_around_the_same_attention():
+    """The detector's blocks are ViTBlocks: a global block is the plain ViTBlock (mmpretrain's forward) on the
+    flattened map; a windowed block runs mmpretrain's attention module on each zero-padded window."""
+    from projects.posfield.det.pos_field_vitdet import window_partition, window_unpartition
+    from projects.posfield.models.backbones.vit_block import ViTBlock
+    torch.manual_seed(0)
+    det = PosFieldViTDet(**dict(MICRO, layer_scale_init_value=1.0)).eval()
+    assert all(isinstance(layer, ViTBlock) for layer in det.layers)
+    assert [layer.window_size for layer in det.layers] == [3 if i != 1 else 0 for i in range(len(det.layers))]
+    x = torch.randn(2, 6, 5, det.embed_dims)  # not a multiple of the window: padded
+    with torch.no_grad():
+        glob = det.layers[1]
+        ref = ViTBlock.forward(glob, x.flatten(1, 2)).view_as(x)
+        assert torch.allclose(glob(x), ref, atol=1e-5)
+        win = det.layers[0]
+        windows, padded = window_partition(win.ln1(x), 3)
+        y = x + window_unpartition(win.attn(windows), 3, padded, (6, 5))  # mmpretrain's attention module
+        assert torch.allclose(win(x), win.ffn(win.ln2(y), identity=y), atol=1e-5)
+
+
 def test_decomposed_rel_pos_matches_a_direct_computation():
     from projects.posfield.det.pos_field_vitdet import decomposed_rel_pos_bias
     torch.manual_seed(0)

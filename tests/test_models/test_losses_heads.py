@@ -4,7 +4,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from projects.posfield.models.heads.dual_mim_head import DualMIMHead, first_argmax, masked_position_accuracy
+from projects.posfield.models.heads.dual_mim_head import DualMIMHead, masked_position_accuracy
 from projects.posfield.models.losses import DINOClsLoss, KoLeoLoss, iBOTPatchLoss, sinkhorn_knopp
 from projects.posfield.models.necks import DINOProjectionNeck
 
@@ -83,19 +83,3 @@ def test_dual_head_shares_one_centre_updated_once():
     assert set(out) == {'loss_content', 'loss_pos'}
     assert torch.allclose(head.loss_module.center, 0.5 * torch.cat([tc, tp]).mean(0, keepdim=True), atol=1e-6)
     assert masked_position_accuracy(tp, tp) == 1.0
-
-
-def test_first_argmax_equals_argmax_with_ties_nan_and_odd_widths():
-    torch.manual_seed(0)
-    x = torch.randn(9, 1024)
-    x[1, [5, 700]] = 50.0  # a tie across blocks: the first wins
-    x[2, [300, 301]] = 50.0  # a tie inside a block
-    x[3, [10, 900]] = float('nan')  # NaN counts as the maximum
-    x[4] = float('-inf')
-    x[5, 1023] = 50.0  # in the last block
-    assert torch.equal(first_argmax(x), x.argmax(-1))
-    odd = torch.randn(4, 1000)  # not a multiple of the block: plain argmax
-    assert torch.equal(first_argmax(odd), odd.argmax(-1))
-    assert torch.equal(first_argmax(x[:0]), x[:0].argmax(-1))
-    strided = torch.randn(1024, 6).t()  # e.g. Sinkhorn-Knopp targets, a transposed view
-    assert torch.equal(first_argmax(strided), strided.argmax(-1))

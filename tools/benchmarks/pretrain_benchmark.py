@@ -49,7 +49,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from projects.common.host_memory import HOST_MEMORY_CHOICES, KEEP_FREED_ENV, apply_host_memory  # noqa: E402
+from projects.common import cpu_tuning  # noqa: E402
+from projects.common.cpu_tuning import HOST_MEMORY_CHOICES, KEEP_FREED_ENV  # noqa: E402
 
 PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
 # Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
@@ -103,7 +104,7 @@ def parse_args(argv=None):
                    help='one reference entry per drop-path rate (DINOv2 default: 0.3)')
     p.add_argument('--host-memory', choices=HOST_MEMORY_CHOICES, default='keep',
                    help="our runs' host allocator, as tools/train.py sets it: keep = freed memory is kept for "
-                   'reuse (projects.common.host_memory), release = glibc defaults')
+                   'reuse (projects.common.cpu_tuning, applied on --device cpu only), release = glibc defaults')
     p.add_argument('--reference-host-memory', choices=HOST_MEMORY_CHOICES, nargs='+', default=['release'],
                    help='one reference entry per setting: release = the reference as it ships; keep = the same '
                    'allocator setting as ours (through the environment)')
@@ -285,11 +286,10 @@ class PhaseTimer:
 def profiled_flops(name: str, shapes) -> Optional[int]:
     """FLOPs of one profiled call from its recorded input shapes, by the formula ``FlopCounterMode`` uses for the
     op (``torch.utils.flop_counter``: ``mm``, ``addmm``, ``bmm``, ...; the oneDNN linear op registers its own in
-    ``projects.common.fast_linear``); None for an op without one."""
+    ``projects.common.cpu_tuning.apply``); None for an op without one."""
     import torch
     from torch.utils import flop_counter
 
-    import projects.common.fast_linear  # noqa: F401 (registers the oneDNN linear op's formula)
     namespace, _, op = name.partition('::')
     try:
         formula = flop_counter.flop_registry.get(getattr(getattr(torch.ops, namespace), op))
@@ -543,7 +543,9 @@ def main(argv=None):
     args = parse_args(argv)
     cfg_options = _parse_cfg_options(args.cfg_options) if args.cfg_options else None
     if args.child:  # one run of ours; the JSON is the last line
-        host_memory = apply_host_memory(args.host_memory)  # before anything large is built, as train.py does
+        # before anything large is built, as train.py does: the CPU tuning where the run is on the CPU
+        host_memory = (cpu_tuning.apply(host_memory=args.host_memory)['host_memory']
+                       if args.device.split(':')[0] == 'cpu' else 'release')
         result = measure(args.configs[0], args.arch, args.batch_size, args.warmup, args.steps, args.device,
                          args.amp, args.threads, args.data_root, cfg_options, flops=not args.no_flops,
                          profile=args.profile)

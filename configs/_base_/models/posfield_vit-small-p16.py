@@ -12,7 +12,7 @@ model = dict(
                   pos_field=dict(field_size=50, mode='learnable'), layer_scale_init_value=1e-5,
                   # DINOv2's rule: every block drops with the full rate (not mmpretrain's linear ramp from 0),
                   # exactly int(B * 0.9) samples per branch, and the dropped samples' residual branches are not
-                  # computed (fast_layers.py; a fixed count also needs no host sync on GPU)
+                  # computed (ViTBlock, vit_block.py; a fixed count also needs no host sync on GPU)
                   drop_path_rate=0.1, drop_path_uniform=True, drop_path_mode='dinov2'),
     # in_channels=None: the neck takes the backbone's width (PosFieldSSL).
     neck=dict(type='DINOProjectionNeck', in_channels=None, hidden_channels=2048, bottleneck_channels=256,

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 from mmcv.cnn.bricks.transformer import PatchEmbed  # the one mmpretrain's ViT uses: same names
 from mmpretrain.models.utils import resize_pos_embed
 from torch.utils.checkpoint import checkpoint
 
+from ..models.backbones.vit_block import ViTBlock
 from ..models.utils.archs import vit_arch
 from ..models.utils.backbone_checkpoint import (CheckpointMismatchError, load_backbone_weights, read_state_dict,
                                                 select_backbone)
@@ -48,20 +48,6 @@ def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
     return (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b, heads, n, n)
 
 
-def attention(attn: nn.Module, x: torch.Tensor, hw: Tuple[int, int], training: bool) -> torch.Tensor:
-    """mmpretrain's ``MultiheadAttention.forward`` on ``(B, h * w, C)`` tokens, plus the decomposed relative
-    position bias when the module carries ``rel_pos_h`` / ``rel_pos_w``."""
-    b, n, c = x.shape
-    qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    bias = None
-    if getattr(attn, 'rel_pos_h', None) is not None:
-        bias = decomposed_rel_pos_bias(q, attn.rel_pos_h, attn.rel_pos_w, hw)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=attn.attn_drop if training else 0.)
-    out = attn.proj(out.transpose(1, 2).reshape(b, n, c))
-    return attn.out_drop(attn.gamma1(attn.proj_drop(out)))
-
-
 def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """(B, H, W, C) -> (B * nW, window * window, C), zero-padding H and W up to multiples of the window."""
     b, h, w, c = x.shape
@@ -78,6 +64,35 @@ def window_unpartition(x: torch.Tensor, window: int, padded_hw: Tuple[int, int],
     b = x.shape[0] // ((hp // window) * (wp // window))
     x = x.view(b, hp // window, wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(b, hp, wp, -1)[:, :hw[0], :hw[1]]
+
+
+@MODELS.register_module()
+class WindowedViTBlock(ViTBlock):
+    """ViTDet's block: :class:`ViTBlock` (the same modules and parameter names) on ``(B, H, W, C)`` token maps,
+    its attention within non-overlapping ``window_size`` windows (zero-padded; ``window_size=0``: global), plus
+    ViTDet's decomposed relative position bias where the attention module carries ``rel_pos_h`` / ``rel_pos_w``.
+    Stochastic depth per image, after the windows are merged again (as ViTDet's ``Block``)."""
+
+    def __init__(self, *args, window_size: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.window_size = window_size
+
+    def attention_bias(self, q: torch.Tensor, hw: Optional[Tuple[int, int]]) -> Optional[torch.Tensor]:
+        if getattr(self.attn, 'rel_pos_h', None) is None:
+            return None
+        return decomposed_rel_pos_bias(q, self.attn.rel_pos_h, self.attn.rel_pos_w, hw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        y = self.ln1(x)
+        if self.window_size:
+            y, padded = window_partition(y, self.window_size)
+            y = self.attention(y, (self.window_size, self.window_size))
+            y = window_unpartition(y, self.window_size, padded, (h, w))
+        else:
+            y = self.attention(y.reshape(b, h * w, c), (h, w)).reshape(b, h, w, c)
+        x = x + self._drop_path(y, self.attn.out_drop)
+        return self.ffn(self.ln2(x), identity=x)
 
 
 @MODELS.register_module()
@@ -147,10 +162,12 @@ class PosFieldViTDet(BaseModule):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(embed_dims=dims, num_heads=settings['num_heads'],
-                                    feedforward_channels=settings['feedforward_channels'],
-                                    layer_scale_init_value=layer_scale_init_value, drop_path_rate=dpr[i],
-                                    norm_cfg=dict(type='LN', eps=1e-6)) for i in range(depth))
+            WindowedViTBlock(embed_dims=dims, num_heads=settings['num_heads'],
+                             feedforward_channels=settings['feedforward_channels'],
+                             layer_scale_init_value=layer_scale_init_value, drop_path_rate=dpr[i],
+                             norm_cfg=dict(type='LN', eps=1e-6),
+                             window_size=0 if i in self.global_attn_indexes else window_size)
+            for i in range(depth))
         if use_rel_pos:
             head_dims = dims // settings['num_heads']
             for i, layer in enumerate(self.layers):
@@ -237,29 +254,16 @@ class PosFieldViTDet(BaseModule):
         pos = resize_pos_embed(self.pos_embed.float(), self.pretrain_grid, hw, mode='bicubic', num_extra_tokens=0)
         return pos.to(self.pos_embed.dtype).expand(batch, -1, -1)
 
-    def _block(self, layer: TransformerEncoderLayer, x: torch.Tensor, windowed: bool) -> torch.Tensor:
-        b, h, w, c = x.shape
-        y = layer.ln1(x)
-        if windowed:
-            y, padded = window_partition(y, self.window_size)
-            y = attention(layer.attn, y, (self.window_size, self.window_size), self.training)
-            y = window_unpartition(y, self.window_size, padded, (h, w))
-        else:
-            y = attention(layer.attn, y.reshape(b, h * w, c), (h, w), self.training).reshape(b, h, w, c)
-        x = x + y
-        return layer.ffn(layer.ln2(x), identity=x)
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         b = x.shape[0]
         tokens, hw = self.patch_embed(x)
         tokens = tokens + self._positions(b, hw).to(tokens.dtype)
         tokens = tokens.reshape(b, hw[0], hw[1], self.embed_dims)
-        for i, layer in enumerate(self.layers):
-            windowed = i not in self.global_attn_indexes
+        for layer in self.layers:
             if self.with_cp and self.training and tokens.requires_grad:
-                tokens = checkpoint(self._block, layer, tokens, windowed, use_reentrant=False)
+                tokens = checkpoint(layer, tokens, use_reentrant=False)
             else:
-                tokens = self._block(layer, tokens, windowed)
+                tokens = layer(tokens)
         tokens = self.ln1(tokens)
         return (tokens.permute(0, 3, 1, 2).contiguous(), )
 

@@ -1,6 +1,7 @@
 """ViT whose patch position embeddings are sampled from a position field at each view's box."""
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmpretrain.models.backbones import VisionTransformer
@@ -9,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..utils.archs import vit_arch
 from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
-from .fast_layers import DROP_PATH_MODES, compiled_branches, run_layer_groups, run_layer_rows, set_drop_path
+from .vit_block import DROP_PATH_MODES, ViTBlock, compiled_branches
 
 
 _CLS_ONLY = object()  # keep_patches sentinel of forward_cls: no patch token
@@ -29,8 +30,14 @@ class PosFieldViT(VisionTransformer):
         pos_field: kwargs of :class:`PositionField` (``field_size``, ``mode``) for ``'field'``.
         with_cp: activation checkpointing of the transformer layers while training.
         drop_path_mode: how stochastic depth skips the dropped samples' compute (``'bernoulli'``: mmcv's
-            ``DropPath`` draw; ``'dinov2'``: DINOv2's fixed kept count), see :mod:`.fast_layers`.
-        compile_layers: ``torch.compile`` the layers' residual branches (opt-in; the first steps compile).
+            ``DropPath`` draw; ``'dinov2'``: DINOv2's fixed kept count), see :mod:`.vit_block`.
+        fused: run the blocks (:class:`~.vit_block.ViTBlock`) by their fused forwards: every view group in one
+            pass (:meth:`~.vit_block.ViTBlock.forward_groups`) and the last block on the rows a loss reads
+            (:meth:`~.vit_block.ViTBlock.forward_rows`). ``False``: each block's plain forward on each group in
+            turn (layer by layer, so stochastic depth draws in the same order), the last block on every token;
+            the same function (``tests/test_models/test_fast_layers.py``).
+        compile_layers: ``torch.compile`` the layers' residual branches (opt-in, ``fused`` only; the first steps
+            compile).
         drop_path_uniform: every layer drops with ``drop_path_rate`` (DINOv2's ``drop_path_uniform``) instead
             of mmpretrain's linear increase from 0 at the first layer.
         Other args: mmpretrain's :class:`VisionTransformer` (``layer_scale_init_value`` 1e-5 and
@@ -45,11 +52,13 @@ class PosFieldViT(VisionTransformer):
                  pos_field: Optional[dict] = None, layer_scale_init_value: float = 1e-5,
                  drop_path_rate: float = 0.1, with_cp: bool = False, out_type: str = 'cls_token',
                  drop_path_mode: str = 'bernoulli', compile_layers: bool = False,
-                 drop_path_uniform: bool = False, **kwargs):
+                 drop_path_uniform: bool = False, fused: bool = True, **kwargs):
         if pos_embed_type not in POS_EMBED_TYPES:
             raise ValueError(f'pos_embed_type must be one of {POS_EMBED_TYPES}, got {pos_embed_type!r}')
         if drop_path_mode not in DROP_PATH_MODES:
             raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {drop_path_mode!r}')
+        if compile_layers and not fused:
+            raise ValueError('compile_layers=True compiles the fused branches; it needs fused=True')
         super().__init__(arch=vit_arch(arch), img_size=img_size, patch_size=patch_size,
                          layer_scale_init_value=layer_scale_init_value, drop_path_rate=drop_path_rate,
                          out_type=out_type, with_cls_token=True, **kwargs)
@@ -57,15 +66,39 @@ class PosFieldViT(VisionTransformer):
         self.pos_embed_type = pos_embed_type
         self.with_cp = with_cp
         self.drop_path_mode = drop_path_mode
+        self.fused = fused
         self._branches = compiled_branches() if compile_layers else None  # functions, not modules: no params
+        self.layers = self._vit_blocks(kwargs, drop_path_rate, layer_scale_init_value, drop_path_mode)
+        if self.frozen_stages > 0:  # mmpretrain froze the layers it built
+            self._freeze_stages()
         if drop_path_uniform:
-            set_drop_path(self.layers, drop_path_rate)
+            for layer in self.layers:
+                layer.set_drop_path(drop_path_rate)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dims))
         if pos_embed_type == 'field':
             self.pos_embed = None  # positions come from the field; no unused parameter
             self.pos_field = PositionField(dims, **(pos_field or {}))
             self.cls_pos = nn.Parameter(torch.zeros(1, 1, dims))
             self.pos_mask_token = nn.Parameter(torch.zeros(1, 1, dims))
+
+    def _vit_blocks(self, kwargs: dict, drop_path_rate: float, layer_scale_init_value: float,
+                    drop_path_mode: str) -> nn.ModuleList:
+        """mmpretrain's layers rebuilt as :class:`ViTBlock` (its subclass: the same modules and parameter names),
+        with the arguments ``VisionTransformer.__init__`` gave each of them."""
+        layer_cfgs = kwargs.get('layer_cfgs', dict())
+        if isinstance(layer_cfgs, dict):
+            layer_cfgs = [layer_cfgs] * self.num_layers
+        rates = np.linspace(0, drop_path_rate, self.num_layers)
+        blocks = nn.ModuleList()
+        for i in range(self.num_layers):
+            cfg = dict(embed_dims=self.embed_dims, num_heads=self.arch_settings['num_heads'],
+                       feedforward_channels=self.arch_settings['feedforward_channels'],
+                       layer_scale_init_value=layer_scale_init_value, drop_rate=kwargs.get('drop_rate', 0.),
+                       drop_path_rate=rates[i], qkv_bias=kwargs.get('qkv_bias', True),
+                       norm_cfg=kwargs.get('norm_cfg', dict(type='LN', eps=1e-6)), drop_path_mode=drop_path_mode)
+            cfg.update(layer_cfgs[i])
+            blocks.append(ViTBlock(**cfg))
+        return blocks
 
     def init_weights(self):
         super().init_weights()
@@ -101,9 +134,9 @@ class PosFieldViT(VisionTransformer):
         ``boxes`` ``(B, 4)`` canvas boxes (None: the whole canvas), ``flips`` ``(B,)`` bool,
         ``content_mask`` / ``pos_mask`` ``(B, h, w)`` bool on the patch grid.
         ``keep_patches`` ``(B, N)`` bool: return only these patch tokens, ``(n_kept, D)`` in ``patches[keep]``
-        order, and run the last layer's projection and FFN only on them and the [CLS] tokens
-        (:func:`run_layer_rows`; a pre-training loss reads no other token of the last layer). That layer is not
-        activation-checkpointed under ``with_cp``.
+        order, and (``fused``) run the last layer's projection and FFN only on them and the [CLS] tokens
+        (:meth:`ViTBlock.forward_rows`; a pre-training loss reads no other token of the last layer). That layer
+        is not activation-checkpointed under ``with_cp``.
         """
         return self.forward_token_groups([dict(x=x, boxes=boxes, flips=flips, content_mask=content_mask,
                                                pos_mask=pos_mask, keep_patches=keep_patches)])[0]
@@ -112,11 +145,12 @@ class PosFieldViT(VisionTransformer):
         """:meth:`forward_tokens` of several view groups in one pass (e.g. the global views, then each size of
         local views); each group a dict of its keyword arguments, plus ``cls_only=True`` for :meth:`forward_cls`.
 
-        The layers run over the tokens of every group at once (:func:`run_layer_groups`: one linear product per
-        layer instead of one per group); the results are those of one :meth:`forward_tokens` per group up to
-        float rounding. Stochastic depth draws layer by layer, and within a layer group by group (the order of
-        running each layer on each group in turn), so with drop-path on, the random draws differ from those of
-        separate passes, not their distribution.
+        With ``fused`` the layers run over the tokens of every group at once (:meth:`ViTBlock.forward_groups`:
+        one linear product per layer instead of one per group), else each layer's plain forward on each group in
+        turn; the results are those of one :meth:`forward_tokens` per group up to float rounding. Stochastic
+        depth draws layer by layer, and within a layer group by group (the order of running each layer on each
+        group in turn, fused or not), so with drop-path on, the random draws differ from those of separate
+        passes, not their distribution.
         """
         embedded = []
         for group in groups:
@@ -131,16 +165,20 @@ class PosFieldViT(VisionTransformer):
                                     group.get('pos_mask'))
             embedded.append((tokens, _CLS_ONLY if cls_only else keep))
         shapes = [tuple(tokens.shape[:2]) for tokens, _ in embedded]
-        rows = torch.cat([tokens.flatten(0, 1) for tokens, _ in embedded]) if len(embedded) > 1 else \
-            embedded[0][0].flatten(0, 1)
         full = all(keep is None for _, keep in embedded)
         last = len(self.layers) if full else len(self.layers) - 1  # the last layer per group, on its rows only
-        for layer in self.layers[:last]:
-            rows = self._run_layer_groups(layer, rows, shapes)
+        if self.fused:
+            rows = torch.cat([tokens.flatten(0, 1) for tokens, _ in embedded]) if len(embedded) > 1 else \
+                embedded[0][0].flatten(0, 1)
+            for layer in self.layers[:last]:
+                rows = self._run_layer(layer.forward_groups, rows, shapes, self._branches)
+            views = [v.view(b, t, -1) for v, (b, t) in zip(rows.split([b * t for b, t in shapes]), shapes)]
+        else:
+            views = [tokens for tokens, _ in embedded]
+            for layer in self.layers[:last]:  # layer by layer: stochastic depth draws in the fused order
+                views = [self._run_layer(layer, tokens) for tokens in views]
         outs = []
-        for view_rows, (batch, n_tokens), (_, keep) in zip(rows.split([b * t for b, t in shapes]), shapes,
-                                                           embedded):
-            tokens = view_rows.view(batch, n_tokens, -1)
+        for tokens, (_, keep) in zip(views, embedded):
             if full:
                 if self.final_norm:
                     tokens = self.ln1(tokens)
@@ -161,7 +199,10 @@ class PosFieldViT(VisionTransformer):
                              f'got {tuple(keep_patches.shape)}')
         wanted = torch.cat([keep_patches.new_ones(batch, 1), keep_patches], dim=1).to(torch.bool)
         samples, token_index = wanted.nonzero(as_tuple=True)  # per view: its [CLS] first, then its kept patches
-        rows = run_layer_rows(self.layers[-1], tokens, samples, token_index, self.drop_path_mode)
+        if self.fused:
+            rows = self.layers[-1].forward_rows(tokens, samples, token_index)
+        else:
+            rows = self.layers[-1](tokens)[samples, token_index]
         if self.final_norm:
             rows = self.ln1(rows)
         is_cls = token_index == 0
@@ -197,11 +238,11 @@ class PosFieldViT(VisionTransformer):
             raise ValueError(f'{name} must have shape {(batch, *hw)} (batch, patch grid), got {tuple(mask.shape)}')
         return mask.to(torch.bool).flatten(1)
 
-    def _run_layer_groups(self, layer, rows, shapes):
-        if self.with_cp and self.training and rows.requires_grad:
-            return checkpoint(run_layer_groups, layer, rows, shapes, self.drop_path_mode, self._branches,
-                              use_reentrant=False)
-        return run_layer_groups(layer, rows, shapes, self.drop_path_mode, self._branches)
+    def _run_layer(self, forward, tokens, *args):
+        """``forward(tokens, *args)`` (a block's forward), activation-checkpointed under ``with_cp``."""
+        if self.with_cp and self.training and tokens.requires_grad:
+            return checkpoint(forward, tokens, *args, use_reentrant=False)
+        return forward(tokens, *args)
 
     def forward(self, x):
         """mmpretrain's backbone API (tuple of outputs at ``out_indices``), whole-canvas positions."""
@@ -209,7 +250,11 @@ class PosFieldViT(VisionTransformer):
         shape = tokens.shape
         outs = []
         for i, layer in enumerate(self.layers):
-            tokens = self._run_layer_groups(layer, tokens.flatten(0, 1), [shape[:2]]).view(shape)
+            if self.fused:
+                tokens = self._run_layer(layer.forward_groups, tokens.flatten(0, 1), [shape[:2]],
+                                         self._branches).view(shape)
+            else:
+                tokens = self._run_layer(layer, tokens)
             if i == len(self.layers) - 1 and self.final_norm:
                 tokens = self.ln1(tokens)
             if i in self.out_indices:

@@ -6,27 +6,11 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 
-def first_argmax(x: torch.Tensor, block: int = 256) -> torch.Tensor:
-    """``x.argmax(-1)`` of ``(rows, K)`` (the first maximum; NaN counts as the maximum, as in ``argmax``).
-
-    On the CPU, ``argmax`` over 65536 prototypes ran about 8x slower than ``amax``. So the maximum's block
-    comes from a block-wise ``amax`` and the index from an ``argmax`` inside that block only. Plain ``argmax``
-    is used elsewhere: on other devices, for strided input and where K is not a multiple of ``block``.
-    """
-    rows, k = x.shape
-    if x.device.type != 'cpu' or not x.is_contiguous() or k % block or k <= block:
-        return x.argmax(-1)
-    blocks = x.view(rows, k // block, block)
-    which = blocks.amax(-1).argmax(-1)  # the first block that holds the maximum
-    inside = blocks[torch.arange(rows, device=x.device), which].argmax(-1)
-    return which * block + inside
-
-
 def masked_position_accuracy(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Share of position-masked tokens whose student prototype (argmax) equals the teacher's."""
     if student_logits.shape[0] == 0:
         return student_logits.new_zeros(())
-    return (first_argmax(student_logits) == first_argmax(teacher_logits)).float().mean()
+    return (student_logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean()
 
 
 @MODELS.register_module()

@@ -13,7 +13,7 @@ from typing import Sequence, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from projects.common.fast_linear import plain_reverse_mode
+from projects.common.cpu_tuning import plain_reverse_mode
 
 # Elements per chunk. CPU: 2**20 floats (16 rows, 4 MiB at 65536 prototypes), so the passes over a chunk hit the
 # cache. Other devices: larger chunks, so a big batch's logits take a few kernel launches, not hundreds.

@@ -6,7 +6,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch.nn.utils.parametrizations import weight_norm
 
-from projects.common.fast_linear import linear_module
+from projects.common.cpu_tuning import linear_module
 
 
 @MODELS.register_module()
