@@ -84,7 +84,7 @@ def run_model(model, images, args, queries):
     from projects.analysis.attention_recorder import AttentionRecorder
     from projects.analysis.encoding import encode
     from projects.analysis.visual import load_rgb, to_input
-    from projects.posfield.evaluation.backbone_loader import canvas_box_for
+    from projects.posfield.evaluation import canvas_box_for
     size = _input_size(args, model)
     h, w = size[0] // model.patch_size, size[1] // model.patch_size
     for r, c in queries:
@@ -137,7 +137,7 @@ def draw(path, img_idx, results, labels, patch_sizes):
 
 def main(argv=None):
     args = parse_args(argv)
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     from projects.analysis.visual import list_images
     images = list_images(args.images, args.max_images)
     specs = [(args.config, args.checkpoint, args.key)]

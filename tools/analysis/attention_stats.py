@@ -109,7 +109,7 @@ def measure(model, items, args, want_nmi, want_dist):
                                                    masks_to_patch_labels)
     from projects.analysis.encoding import encode
     from projects.analysis.visual import load_rgb, to_input
-    from projects.posfield.evaluation.backbone_loader import canvas_box_for
+    from projects.posfield.evaluation import canvas_box_for
     size = args.img_size or model.img_size
     if size % model.patch_size:
         raise ValueError(f'--img-size {size} is not a multiple of the patch size {model.patch_size}')
@@ -213,7 +213,7 @@ def plot_examples(path, records_by_model, num):
 
 def main(argv=None):
     args = parse_args(argv)
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     from projects.analysis.visual import list_images
     if args.ann_file:
         items = coco_items(args.ann_file, args.img_dir, args.max_images)

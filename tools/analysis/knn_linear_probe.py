@@ -108,7 +108,8 @@ def main(argv=None):
                                             feature_variant, num_classes_of, subset_per_class)
     from projects.analysis.knn import knn_scores, topk_accuracy
     from projects.analysis.linear_probe import train_linear_probe
-    from projects.posfield.evaluation.backbone_loader import canvas_box_for, load_backbone
+    from projects.common.backbone_loader import load_backbone
+    from projects.posfield.evaluation import canvas_box_for
     train_cfg, val_cfg = dataset_cfgs(args)
     train_set = build_labelled_dataset(train_cfg, args.img_size)
     val_set = build_labelled_dataset(val_cfg, args.img_size)

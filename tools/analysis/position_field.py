@@ -61,7 +61,7 @@ def parse_args(argv=None):
 
 def field_and_samplers(backbone, cfg):
     """``(kind, field (D, Hf, Wf), {placement name: sampler(grid_hw) -> (D, h, w)})``."""
-    from projects.posfield.evaluation.backbone_loader import canvas_box_for
+    from projects.posfield.evaluation import canvas_box_for
     from projects.posfield.models.utils.pos_field import Placement
     pos_field = getattr(backbone, 'pos_field', None)
     if pos_field is not None:
@@ -124,9 +124,9 @@ def similarity_profile(grid: torch.Tensor, bins: int = 12):
 
 def main(argv=None):
     args = parse_args(argv)
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     from projects.analysis.visual import pca_fit, pca_rgb, pyplot, save_figure
-    from projects.posfield.evaluation.backbone_loader import UNUSED_IN_ANALYSIS
+    from projects.common.backbone_loader import UNUSED_IN_ANALYSIS
     # Only positions are drawn: a detector backbone file without the [CLS] token is fine here.
     model = load_backbone(args.config, args.checkpoint, args.key, 'cpu',
                           allow_missing=UNUSED_IN_ANALYSIS + ('cls_token', 'cls_pos'))
