@@ -2,7 +2,7 @@
 
     python tools/run_default_job.py                          # preset default, seed 0
     python tools/run_default_job.py --seeds 0,1,2            # every row per seed: mean +- std, paired differences
-    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (~80 min, 2 free cores)
+    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (time: README)
     python tools/run_default_job.py --preset smoke           # a few iterations per stage (CI)
     python tools/run_default_job.py --coco my_coco/ --unlabeled my_photos/   # your data
 
@@ -42,8 +42,8 @@ PRESETS = {
     'evidence': dict(pretrain_iters=400, det_iters=400, pretrain_batch=32, num_train=200, num_val=50,
                      seeds=[0, 1, 2], baseline=True, probe_img_size=256, probe_epochs=20),
 }
-# Prior seconds per unit (iteration; a whole probe) on 2 free CPU cores (README results: 400 pre-training iterations
-# 9.1 min, 400 detection iterations with the test 8.8 min), for the ETA until a stage of the kind has run.
+# Prior seconds per unit (iteration; a whole probe) from the README's measured job, for the ETA until a stage of the
+# kind has run (projects/common/jobs.py scales them by how the measured kinds ran).
 PRIOR_SEC_PER_ITER = dict(pretrain=1.4, det=1.3, probe=90.0)
 
 

@@ -1,6 +1,6 @@
 """The localisation job: data -> SimCLR pre-training -> classify-and-localise at 10/50/100 % labels -> table + Grad-CAM.
 
-    python tools/run_localization_job.py                     # 18 minutes on 2 free CPU cores (docs/localization.md)
+    python tools/run_localization_job.py                     # preset default (its wall time: docs/localization.md)
     python tools/run_localization_job.py --preset smoke      # a few iterations per stage (CI)
     python tools/run_localization_job.py --seeds 0,1,2,3,4 --simclr-iters 1200 --work-dir work_dirs/loc_long
 
@@ -53,7 +53,7 @@ METRIC_NAMES = dict(top1='top-1', top3='top-3', mean_iou='mean IoU', acc_iou50='
 PRESETS = {
     'smoke': dict(simclr_iters=2, simclr_batch=4, ft_iters=2, ft_batch=4, per_class_train=8, per_class_test=4,
                   gradcam_images=2),
-    # 18 min 9 s on 2 free CPU cores (docs/localization.md, 2026-11-30); the budget is 40 min
+    # a budget of 40 min of wall time on a CPU-only machine (measured times: docs/localization.md)
     'default': dict(simclr_iters=300, simclr_batch=32, ft_iters=40, ft_batch=16, per_class_train=60,
                     per_class_test=25, gradcam_images=4),
 }

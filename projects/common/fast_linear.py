@@ -1,8 +1,8 @@
 """``linear(x, weight, bias)``: ``F.linear`` with oneDNN's matmul for float32 CPU tensors.
 
 PyTorch sends a float32 ``F.linear`` on the CPU to MKL's ``sgemm``. oneDNN, which ships in the same wheel
-(``torch.ops.mkldnn._linear_pointwise``), was faster in the pre-training step on a 2-core AMD EPYC (Zen 4) with
-torch 2.14.1 for the forward products and the input gradients (``grad @ W``, read through a transposed view of
+(``torch.ops.mkldnn._linear_pointwise``), was faster in the measured pre-training step (machine and figures in
+docs/benchmarks.md) for the forward products and the input gradients (``grad @ W``, read through a transposed view of
 ``W``, no copy) of the ViT-S layers, and for the forward product of the 65536-way prototype layer
 (docs/benchmarks.md, "Speed levers"). MKL stays where it was the faster of the two (the weight gradient, the
 prototype layer's input gradient).

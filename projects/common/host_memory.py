@@ -4,8 +4,8 @@ PyTorch's CPU allocator takes every tensor from ``malloc`` and hands it back wit
 request above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and returns it to the kernel on
 ``free``, and trims the top of its heap once it is free. A pre-training step allocates and frees the same
 large tensors every step (the ``(tokens, 65536)`` prototype logits alone are about 140 MiB), so every step
-page-faults them in again and the kernel zeroes each page: on a 2-core CPU that was about 7 % of the step
-(docs/benchmarks.md). :func:`keep_freed_host_memory` makes glibc take every allocation from its heap and
+page-faults them in again and the kernel zeroes each page, a measurable share of the step (figures in
+docs/benchmarks.md, "Host memory"). :func:`keep_freed_host_memory` makes glibc take every allocation from its heap and
 never give freed memory back, so after the first step the same memory is reused without faults. The cost is
 a higher resident set at the heap's high-water mark (freed blocks stay mapped; measured in
 docs/benchmarks.md).

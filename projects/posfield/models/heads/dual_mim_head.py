@@ -9,9 +9,10 @@ from mmpretrain.registry import MODELS
 def first_argmax(x: torch.Tensor, block: int = 256) -> torch.Tensor:
     """``x.argmax(-1)`` of ``(rows, K)`` (the first maximum; NaN counts as the maximum, as in ``argmax``).
 
-    On the CPU, ``argmax`` over 65536 prototypes ran about 8x slower than ``amax``. So the maximum's block
-    comes from a block-wise ``amax`` and the index from an ``argmax`` inside that block only. Plain ``argmax``
-    is used elsewhere: on other devices, for strided input and where K is not a multiple of ``block``.
+    On the CPU, ``argmax`` over 65536 prototypes is several times slower than ``amax`` (docs/benchmarks.md). So
+    the maximum's block comes from a block-wise ``amax`` and the index from an ``argmax`` inside that block only.
+    Plain ``argmax`` is used elsewhere: on other devices, for strided input and where K is not a multiple of
+    ``block``.
     """
     rows, k = x.shape
     if x.device.type != 'cpu' or not x.is_contiguous() or k % block or k <= block:
