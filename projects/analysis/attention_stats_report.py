@@ -187,7 +187,7 @@ def write_attention_stats(specs: Sequence[Tuple[str, str]], labels: Optional[Seq
             res['nmi'] = dict(mean=float(np.mean(vals)) if vals else None, std=float(np.std(vals)) if vals else None,
                               num_images=len(vals), skipped_single_segment=len(records) - len(vals),
                               layer=nmi_layer, features=nmi_features, k=k or 'segments',
-                              per_image=[{k: v for k, v in r.items() if not k.startswith('_')} for r in records])
+                              per_image=[{n: v for n, v in r.items() if not n.startswith('_')} for r in records])
         results[label] = res
         records_by_model[label] = records
     os.makedirs(out_dir, exist_ok=True)
