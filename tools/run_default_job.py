@@ -2,7 +2,7 @@
 
     python tools/run_default_job.py                          # preset default, seed 0
     python tools/run_default_job.py --seeds 0,1,2            # every row per seed: mean +- std, paired differences
-    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (~80 min, 2 free cores)
+    python tools/run_default_job.py --preset evidence        # + DINOv2-dagger, seeds 0,1,2 (time: README)
     python tools/run_default_job.py --preset smoke           # a few iterations per stage (CI)
     python tools/run_default_job.py --coco my_coco/ --unlabeled my_photos/   # your data
 
@@ -21,7 +21,6 @@ import json
 import os
 import os.path as osp
 import platform
-import re
 import sys
 import time
 
@@ -43,10 +42,9 @@ PRESETS = {
     'evidence': dict(pretrain_iters=400, det_iters=400, pretrain_batch=32, num_train=200, num_val=50,
                      seeds=[0, 1, 2], baseline=True, probe_img_size=256, probe_epochs=20),
 }
-# Prior seconds per unit (iteration; a whole probe) on 2 free CPU cores (README results: 400 pre-training iterations
-# 9.1 min, 400 detection iterations with the test 8.8 min), for the ETA until a stage of the kind has run.
+# Prior seconds per unit (iteration; a whole probe) from the README's measured job, for the ETA until a stage of the
+# kind has run (projects/common/jobs.py scales them by how the measured kinds ran).
 PRIOR_SEC_PER_ITER = dict(pretrain=1.4, det=1.3, probe=90.0)
-ITER_RE = re.compile(r'Iter\((train|val|test)\)\s*\[\s*(\d+)/(\d+)\]')
 
 
 def parse_args(argv=None):
@@ -94,66 +92,11 @@ def parse_args(argv=None):
     return args
 
 
-def _clock(seconds):
-    seconds = int(max(seconds, 0))
-    return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
-
-
-class Progress:
-    """Stage bookkeeping: a line per stage with elapsed time and job ETA, live iteration counts, and the
-    measured seconds per iteration of each stage kind (pretrain, det, ...) that the ETA uses."""
-
-    def __init__(self, stages, started):
-        self.stages, self.started, self.index = stages, started, 0
-        self.rate = {}
-
-    def _estimate(self, stage):
-        kind, units = stage['kind'], stage['units']
-        if kind in self.rate:
-            return units * self.rate[kind]
-        # a kind not run yet: its prior, scaled by how much slower than their priors the measured kinds ran
-        ratios = [self.rate[k] / PRIOR_SEC_PER_ITER[k] for k in self.rate]
-        return units * PRIOR_SEC_PER_ITER[kind] * (sum(ratios) / len(ratios) if ratios else 1.0)
-
-    def eta(self, stage_left=0.0):
-        return stage_left + sum(self._estimate(s) for s in self.stages[self.index + 1:] if not s.get('done'))
-
-    def begin(self, stage):
-        self.index = self.stages.index(stage)
-        self.stage_started = time.time()
-        elapsed = time.time() - self.started
-        state = 'done earlier, skipped' if stage.get('done') else 'started'
-        eta = self.eta(0.0 if stage.get('done') else self._estimate(stage))
-        print(f'[stage {self.index + 1}/{len(self.stages)}] {stage["name"]}: {state}  '
-              f'(elapsed {_clock(elapsed)}, ETA {_clock(eta)})', flush=True)
-
-    def iteration(self, stage, mode, it, total):
-        if mode != 'train':
-            return
-        spent = time.time() - self.stage_started
-        left = spent / max(it, 1) * (total - it)
-        print(f'   {stage["name"]}: iter {it}/{total}  (stage {_clock(spent)}, stage ETA {_clock(left)}, '
-              f'job ETA {_clock(self.eta(left))})', flush=True)
-
-    def end(self, stage):
-        spent = time.time() - self.stage_started
-        self.rate[stage['kind']] = spent / max(stage['units'], 1)
-        print(f'   {stage["name"]}: finished in {_clock(spent)}', flush=True)
-
-
 def run(cmd, log_path, progress=None, stage=None, echo=('coco/bbox_mAP:', 'loaded ', 'Error', 'error:', '[prepare]',
                                                           '[dense-probe]', 'written')):
     """Run a command, keep its full output in log_path, echo the key lines and report mmengine's iterations."""
     from projects.common.jobs import run_logged
-
-    def iteration(line):
-        m = ITER_RE.search(line)
-        if m and progress is not None:
-            progress.iteration(stage, m.group(1), int(m.group(2)), int(m.group(3)))
-            return True
-        return False
-
-    run_logged(cmd, log_path, ROOT, echo, on_line=iteration)
+    run_logged(cmd, log_path, ROOT, echo, on_line=progress.watch(stage) if progress is not None else None)
 
 
 def coco_paths(coco_root):
@@ -187,31 +130,6 @@ def pretrain_options(data_root, iters, batch, workers, seed):
             f'default_hooks.checkpoint.interval={iters}',
             f'param_scheduler.0.end={max(1, iters // 10)}', f'param_scheduler.1.begin={max(1, iters // 10)}',
             f'param_scheduler.1.T_max={max(1, iters - iters // 10)}', f'param_scheduler.1.end={iters}']
-
-
-def _done_path(folder):
-    return osp.join(folder, 'done.json')
-
-
-def is_done(folder, settings):
-    """A stage is done when it wrote done.json for the same settings (its outputs were complete then) and the
-    files it lists still exist."""
-    path = _done_path(folder)
-    if not osp.isfile(path):
-        return False
-    try:
-        with open(path) as f:
-            done = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return False
-    return done.get('settings') == settings and all(osp.isfile(p) for p in done.get('outputs', []))
-
-
-def mark_done(folder, settings, outputs, seconds):
-    tmp = _done_path(folder) + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(dict(settings=settings, outputs=outputs, seconds=round(seconds, 1)), f, indent=1)
-    os.replace(tmp, _done_path(folder))
 
 
 def plan(args, preset, seeds, baseline):
@@ -376,10 +294,11 @@ def main(argv=None):
     with open(coco_paths(args.coco_root)['train']) as f:
         classes = [c['name'] for c in sorted(json.load(f)['categories'], key=lambda c: c['id'])]
 
+    from projects.common.jobs import Progress, done_path, is_done, mark_done
     stages = plan(args, preset, seeds, baseline)
     for st in stages:
         st['done'] = is_done(st['folder'], st['settings'])
-    progress = Progress(stages, started)
+    progress = Progress(stages, PRIOR_SEC_PER_ITER, started)
     for st in stages:
         progress.begin(st)
         if st['done']:
@@ -395,7 +314,7 @@ def main(argv=None):
     table, paired = aggregate(rows, inits, seeds)
     stage_minutes = {}
     for st in stages:
-        with open(_done_path(st['folder'])) as f:
+        with open(done_path(st['folder'])) as f:
             stage_minutes[osp.relpath(st['folder'], wd)] = round(json.load(f)['seconds'] / 60, 1)
     summary = dict(
         preset=args.preset, seeds=seeds,

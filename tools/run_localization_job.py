@@ -1,6 +1,6 @@
 """The localisation job: data -> SimCLR pre-training -> classify-and-localise at 10/50/100 % labels -> table + Grad-CAM.
 
-    python tools/run_localization_job.py                     # 18 minutes on 2 free CPU cores (docs/localization.md)
+    python tools/run_localization_job.py                     # preset default (its wall time: docs/localization.md)
     python tools/run_localization_job.py --preset smoke      # a few iterations per stage (CI)
     python tools/run_localization_job.py --seeds 0,1,2,3,4 --simclr-iters 1200 --work-dir work_dirs/loc_long
 
@@ -30,7 +30,6 @@ import json
 import os
 import os.path as osp
 import platform
-import resource
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -54,7 +53,7 @@ METRIC_NAMES = dict(top1='top-1', top3='top-3', mean_iou='mean IoU', acc_iou50='
 PRESETS = {
     'smoke': dict(simclr_iters=2, simclr_batch=4, ft_iters=2, ft_batch=4, per_class_train=8, per_class_test=4,
                   gradcam_images=2),
-    # 18 min 9 s on 2 free CPU cores (docs/localization.md, 2026-11-30); the budget is 40 min
+    # a budget of 40 min of wall time on a CPU-only machine (measured times: docs/localization.md)
     'default': dict(simclr_iters=300, simclr_batch=32, ft_iters=40, ft_batch=16, per_class_train=60,
                     per_class_test=25, gradcam_images=4),
 }
@@ -114,53 +113,6 @@ def _split(text, cast, what):
 
 def pct(fraction):
     return f'{round(fraction * 100, 3):g}'
-
-
-def _children_cpu_s():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Progress:
-    """One line per stage: ``[stage i/N] name: done in x (CPU y) | elapsed | ETA``; the ETA scales the seconds per
-    cost unit measured so far (stages skipped on resume count neither time nor cost). The CPU seconds of the
-    stage's commands are kept in ``cpu_s`` (on a shared machine they say more about the cost than the wall time)."""
-
-    def __init__(self, stages):
-        self.stages = stages  # [(name, kind, cost units)]
-        self.index = 0
-        self.start = time.time()
-        self.worked_s = 0.0
-        self.worked_cost = 0.0
-        self.cpu_s = {}
-        self._cpu0 = 0.0
-
-    def begin(self):
-        name = self.stages[self.index][0]
-        print(f'[stage {self.index + 1}/{len(self.stages)}] {name} ...', flush=True)
-        self._cpu0 = _children_cpu_s()
-        return time.time()
-
-    def end(self, t0, skipped=False):
-        name, _, cost = self.stages[self.index]
-        took = time.time() - t0
-        cpu = _children_cpu_s() - self._cpu0
-        if not skipped:
-            self.cpu_s[name] = round(cpu, 1)
-        if not skipped:
-            self.worked_s += took
-            self.worked_cost += cost
-        self.index += 1
-        left = sum(c for _, _, c in self.stages[self.index:])
-        eta = (f'{_fmt(self.worked_s / self.worked_cost * left)}' if self.worked_cost > 0 else 'unknown')
-        state = 'skipped (output complete)' if skipped else f'done in {_fmt(took)} (CPU {cpu:.0f} s)'
-        print(f'[stage {self.index}/{len(self.stages)}] {name}: {state} | elapsed {_fmt(time.time() - self.start)} '
-              f'| ETA {eta}', flush=True)
-
-
-def _fmt(seconds):
-    seconds = int(round(seconds))
-    return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
 def run(cmd, log_path, echo=('Iter(', 'loc/top1', 'loaded ', 'Error', 'error:', '[voc-loc]', '[demo-data]', 'wrote ')):
@@ -395,20 +347,23 @@ def main(argv=None):
     # seed-major: after the first seed every cell of the table has a number (an interrupted job still says something)
     units = [(init, f, s) for s in args.seeds for f in args.fractions for init in args.inits]
     need_simclr = 'simclr' in args.inits and not args.simclr_checkpoint
-    stages = [('data', 'data', 0.0)]
-    if need_simclr:
-        stages.append(('simclr pre-training', 'simclr', COST['simclr'] * preset['simclr_iters']))
-    stages += [(f'fine-tune + test {init} {pct(f)} % seed {s}', 'finetune', COST['finetune'] * preset['ft_iters'])
-               for init, f, s in units]
-    stages += [('grad-cam', 'gradcam', 0.0), ('report', 'report', 0.0)]
-    progress = Progress(stages)
+    stage = dict(data=dict(name='data', kind='data', units=0),
+                 simclr=dict(name='simclr pre-training', kind='simclr', units=preset['simclr_iters']),
+                 gradcam=dict(name='grad-cam', kind='gradcam', units=0),
+                 report=dict(name='report', kind='report', units=0))
+    unit_stages = [dict(name=f'fine-tune + test {init} {pct(f)} % seed {s}', kind='finetune', units=preset['ft_iters'])
+                   for init, f, s in units]
+    from projects.common.jobs import Progress
+    progress = Progress([stage['data']] + ([stage['simclr']] if need_simclr else []) + unit_stages
+                        + [stage['gradcam'], stage['report']], COST, priors_in_seconds=False)
     times = {}
 
     # 1. data
-    t0 = progress.begin()
+    t0 = time.time()
+    progress.begin(stage['data'])
     if args.voc and (args.unlabeled or not need_simclr):
         voc, unlabeled = osp.abspath(args.voc), osp.abspath(args.unlabeled) if args.unlabeled else None
-        progress.end(t0, skipped=True)
+        progress.end(stage['data'], skipped=True)
     else:
         data_root = osp.abspath(args.data_root)
         run([py, 'tools/data/prepare_demo_data.py', '--data-root', data_root, '--quiet'], osp.join(wd, 'data.log'))
@@ -420,7 +375,7 @@ def main(argv=None):
                  '--per-class-test', str(preset['per_class_test'])],
                 osp.join(wd, 'data_voc.log'))
         times['data'] = time.time() - t0
-        progress.end(t0)
+        progress.end(stage['data'])
     classes = voc_classes(voc)
     voc_manifest = osp.join(voc, 'manifest.json')
     note = 'VOC-layout data given with --voc (see its origin)'
@@ -431,11 +386,12 @@ def main(argv=None):
     # 2. SimCLR
     simclr_ckpt = osp.abspath(args.simclr_checkpoint) if args.simclr_checkpoint else None
     if need_simclr:
-        t0 = progress.begin()
+        t0 = time.time()
+        progress.begin(stage['simclr'])
         swd = osp.join(wd, 'simclr')
         simclr_ckpt = osp.join(swd, f'iter_{preset["simclr_iters"]}.pth')
         if osp.isfile(simclr_ckpt):
-            progress.end(t0, skipped=True)
+            progress.end(stage['simclr'], skipped=True)
         else:
             opts = [f'train_dataloader.dataset.data_root={unlabeled}',
                     f'train_dataloader.batch_size={preset["simclr_batch"]}',
@@ -444,15 +400,15 @@ def main(argv=None):
             run([py, 'tools/train.py', SIMCLR_CFG, '--work-dir', swd, '--cfg-options', *opts,
                  *schedule_options(preset['simclr_iters'])], osp.join(swd, 'stage.log'))
             times['simclr'] = time.time() - t0
-            progress.end(t0)
+            progress.end(stage['simclr'])
     elif simclr_ckpt and not osp.isfile(simclr_ckpt):
         raise SystemExit(f'--simclr-checkpoint {simclr_ckpt}: no such file')
 
     # 3. fine-tuning + test
     runs = []
     t_ft = time.time()
-    for init, fraction, seed in units:
-        t0 = progress.begin()
+    for (init, fraction, seed), unit_stage in zip(units, unit_stages):
+        progress.begin(unit_stage)
         uwd = osp.join(wd, 'finetune', f'{init}_{pct(fraction)}pct_seed{seed}')
         out = osp.join(uwd, 'metrics.json')
         metrics = read_metrics(out)
@@ -472,11 +428,12 @@ def main(argv=None):
         num_train = _num_train(osp.join(uwd, 'stage.log'))
         runs.append(dict(init=init, fraction=fraction, seed=seed, metrics=metrics, num_train=num_train,
                          work_dir=osp.relpath(uwd, wd)))
-        progress.end(t0, skipped=skipped)
+        progress.end(unit_stage, skipped=skipped)
     times['finetune'] = time.time() - t_ft
 
     # 4. Grad-CAM: the three initialisations side by side on the same test images
-    t0 = progress.begin()
+    t0 = time.time()
+    progress.begin(stage['gradcam'])
     gradcam = None
     gseed = args.seeds[0]
     models = [(init, osp.join(wd, 'finetune', f'{init}_{pct(args.gradcam_fraction)}pct_seed{gseed}',
@@ -487,7 +444,7 @@ def main(argv=None):
     missing = [c for _, c in models if not osp.isfile(c)]
     if missing:
         print(f'   grad-cam: no checkpoint {missing[0]} (delete its metrics.json to retrain); Grad-CAM left out')
-        progress.end(t0, skipped=True)
+        progress.end(stage['gradcam'], skipped=True)
     else:
         skipped = all(osp.isfile(p) for p in pngs)
         if not skipped:
@@ -503,10 +460,10 @@ def main(argv=None):
         gradcam = dict(panel='gradcam_panel.png', images=[osp.relpath(p, wd) for p in pngs], names=list(args.inits),
                        fraction=args.gradcam_fraction, seed=gseed)
         times['gradcam'] = time.time() - t0
-        progress.end(t0, skipped=skipped)
+        progress.end(stage['gradcam'], skipped=skipped)
 
     # 5. summary + report
-    t0 = progress.begin()
+    progress.begin(stage['report'])
     num_test = _count_lines(osp.join(voc, 'ImageSets', 'Main', 'test.txt'))
     summary = dict(
         preset=args.preset, inits=list(args.inits), fractions=list(args.fractions), seeds=list(args.seeds),
@@ -515,7 +472,7 @@ def main(argv=None):
         batch=dict(simclr=preset['simclr_batch'], finetune=preset['ft_batch']),
         architecture='EfficientNet-Lite0 for every row (the paper\'s ImageNet baseline is EfficientNet-B1)',
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        hardware=hardware(), minutes=round((time.time() - progress.start) / 60, 1),
+        hardware=hardware(), minutes=round((time.time() - progress.started) / 60, 1),
         stage_minutes={k: round(v / 60, 2) for k, v in times.items()}, stage_cpu_seconds=progress.cpu_s,
         data=dict(voc=voc, unlabeled=unlabeled, simclr_checkpoint=simclr_ckpt, classes=classes, num_test=num_test,
                   note=note),
@@ -525,7 +482,7 @@ def main(argv=None):
     write_report(summary, wd)
     with open(osp.join(wd, 'table.md'), 'w') as f:
         f.write(markdown_table(summary))
-    progress.end(t0)
+    progress.end(stage['report'])
     print(format_table(summary))
     print(f'\nsummary: {osp.join(wd, "summary.json")}\nreport:  {osp.join(wd, "report.html")}')
     return summary

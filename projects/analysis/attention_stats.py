@@ -1,4 +1,4 @@
-"""The maths behind the attention analyses (method.md section 4), free of models and files.
+"""The maths behind the attention analyses (docs/analysis.md), free of models and files.
 
 Definitions (also in docs/analysis.md):
 

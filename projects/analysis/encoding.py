@@ -8,9 +8,6 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-
 
 def canvas_boxes(batch: int, box: Optional[Tuple[float, float, float, float]], device) -> Optional[torch.Tensor]:
     if box is None:

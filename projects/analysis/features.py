@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from .encoding import IMAGENET_MEAN, IMAGENET_STD, encode, normalize_images
+from projects.common.backbone_loader import IMAGENET_MEAN, IMAGENET_STD
+
+from .encoding import encode, normalize_images
 
 FEATURES = ('cls', 'avgpool', 'cls_avgpool')
 

@@ -1,11 +1,12 @@
 """Loading pre-trained backbone weights with a coverage check (never a silent partial load).
 
-One loader for both packages: the position-field detector backbone and analysis tools
-(:mod:`projects.posfield`), the classify-and-localise model (:mod:`projects.simclr_loc`), the converter
+One loader for every package: the position-field detector backbone (:mod:`projects.posfield.det`), the
+classify-and-localise model (:mod:`projects.simclr_loc`), the analysis tools and the HTML report
+(:func:`load_backbone` builds a config's backbone and loads a checkpoint into it), the converter
 ``tools/model_converters/extract_backbone.py`` and ``tools/test.py``. mmengine's ``Pretrained`` init and
 ``load_from`` load non-strictly and only log what they skipped, so a checkpoint of another width or another
 model would leave most of the network random; here every missing, unexpected and mis-shaped key is named.
-It imports neither mmdet nor mmpretrain.
+It imports neither mmdet nor mmpretrain at import time (:func:`load_backbone` uses mmpretrain's ``MODELS``).
 
 Accepted checkpoints (``state_dict`` / ``model`` inside an mmengine checkpoint, or a bare state dict; a DDP
 ``module.`` prefix is removed):
@@ -18,8 +19,11 @@ Accepted checkpoints (``state_dict`` / ``model`` inside an mmengine checkpoint, 
 """
 from __future__ import annotations
 
+import copy
+import os.path as osp
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -31,6 +35,11 @@ KEYS = ('teacher', 'student')
 PREFIXES = {'teacher': 'teacher.module.backbone.', 'student': 'backbone.'}
 # Pre-training tokens with no role in a detector (no [CLS], no masking at fine-tuning time).
 IGNORED_SOURCE_KEYS = ('cls_token', 'cls_pos', 'mask_token', 'pos_mask_token')
+# Pre-training-only tokens no analysis uses: a checkpoint may lack them.
+UNUSED_IN_ANALYSIS = ('mask_token', 'pos_mask_token')
+# Image normalisation when a config's data_preprocessor states none (mmpretrain's ImageNet values, 0-255 RGB).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 # What every ViT backbone of this repository (and mmpretrain's VisionTransformer) has.
 VIT_MARKERS = ('patch_embed.projection.weight', 'layers.0.attn.qkv.weight')
 
@@ -49,10 +58,6 @@ _TIMM = [
 
 class CheckpointMismatchError(BadInputError, RuntimeError):
     """The checkpoint does not fit the model; the message lists the keys and shapes."""
-
-
-# The name the classify-and-localise package used for the same error.
-BackboneCheckpointMismatch = CheckpointMismatchError
 
 
 class NoTensorsUnderPrefixError(BadInputError, KeyError):
@@ -247,3 +252,84 @@ def check_checkpoint_fits_model(model: torch.nn.Module, path: str) -> Dict[str, 
             f'checkpoint has {len(state)}).{hint}', missing, unexpected, wrong_shape).replace(
                 'backbone tensors missing', 'tensors missing').replace('not used by the backbone', 'not in the model'))
     return state
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone in eval mode plus what is needed to feed it."""
+    backbone: torch.nn.Module
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    img_size: int = 224
+    patch_size: int = 16
+    source: str = ''
+    info: Dict[str, object] = field(default_factory=dict)
+    cfg: object = None
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(getattr(self.backbone, 'num_extra_tokens', 1))
+
+
+def load_backbone(config, checkpoint: Optional[str], key: Optional[str] = None,
+                  device: Union[str, torch.device] = 'cpu',
+                  cfg_options: Optional[dict] = None,
+                  allow_missing: Sequence[str] = UNUSED_IN_ANALYSIS) -> LoadedBackbone:
+    """Build ``config``'s backbone (``model.backbone``, mmpretrain ``MODELS``) and load ``checkpoint`` (for analysis).
+
+    Args:
+        config: a config path or an mmengine ``Config``; its ``custom_imports`` are imported first.
+        checkpoint: a checkpoint path (see module docstring); None keeps the freshly initialised weights.
+        key: ``'teacher'`` (EMA teacher) or ``'student'``; None (default): the teacher when there is one.
+        allow_missing: backbone tensors the checkpoint may lack; every selected tensor must be used.
+    """
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    if isinstance(config, str):
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'config file not found: {config}')
+        cfg = Config.fromfile(config)
+        name = config
+    else:
+        cfg, name = config, getattr(config, 'filename', '<config>')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    imports = cfg.get('custom_imports')
+    if imports:
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**imports)
+    model_cfg = cfg.get('model')
+    if model_cfg is None:
+        raise KeyError(f'{name}: the config has no `model`')
+    bb_cfg = model_cfg.get('backbone', model_cfg) if isinstance(model_cfg, dict) else None
+    if not isinstance(bb_cfg, dict) or 'type' not in bb_cfg:
+        raise KeyError(f'{name}: expected `model.backbone` to be a dict with a `type`')
+    bb_cfg = copy.deepcopy(dict(bb_cfg))
+    bb_cfg.pop('init_cfg', None)  # weights come from `checkpoint`; never fetch anything at build time
+    if 'drop_path_rate' in bb_cfg:
+        bb_cfg['drop_path_rate'] = 0.0
+    try:
+        backbone = MODELS.build(bb_cfg)
+    except KeyError as exc:
+        raise KeyError(f'{name}: cannot build model.backbone type={bb_cfg["type"]!r} from mmpretrain\'s MODELS '
+                       f'({exc}). The analysis tools take a pre-training (mmpretrain) config, e.g. '
+                       f'configs/posfield/*.py, not a detection config.') from exc
+    if checkpoint is not None:
+        loaded = load_backbone_weights(backbone, checkpoint, key=key, allow_missing=tuple(allow_missing),
+                                       allow_unexpected=())
+        source = loaded['source'] + (f'; not in checkpoint, left at init: {", ".join(loaded["missing"])}'
+                                     if loaded['missing'] else '')
+    else:
+        backbone.init_weights()
+        source = 'random initialisation (no checkpoint)'
+    backbone.to(device)
+    backbone.eval()  # separate calls: mmpretrain's BaseBackbone.train() returns None
+    backbone.requires_grad_(False)
+    pre = model_cfg.get('data_preprocessor') or {}
+    kernel = backbone.patch_embed.projection.kernel_size
+    patch = int(kernel[0] if isinstance(kernel, (tuple, list)) else kernel)
+    res = getattr(backbone, 'patch_resolution', (224 // patch, 224 // patch))
+    return LoadedBackbone(backbone=backbone, mean=tuple(pre.get('mean', IMAGENET_MEAN)),
+                          std=tuple(pre.get('std', IMAGENET_STD)), img_size=int(res[0]) * patch,
+                          patch_size=patch, source=source,
+                          info=dict(config=name, checkpoint=checkpoint, key=key, type=bb_cfg['type']), cfg=cfg)

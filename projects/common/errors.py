@@ -1,8 +1,8 @@
 """The base class of every "your input is wrong" error the repository raises.
 
 Tools catch :class:`BadInputError` and print its message (which names the file, key or argument and what was
-expected) instead of a traceback; each subclass also derives from the builtin error it used to be, so
-``except ValueError`` / ``except KeyError`` callers keep working.
+expected) instead of a traceback; each subclass also derives from the matching builtin error, so
+``except ValueError`` / ``except KeyError`` callers catch it too.
 """
 
 

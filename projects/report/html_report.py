@@ -1,9 +1,7 @@
 """Build ``<work_dir>/report.html`` from a finished default job (see the package docstring)."""
-import argparse
 import base64
 import glob
 import html
-import importlib.util
 import io
 import json
 import os
@@ -11,19 +9,10 @@ import os.path as osp
 from collections import defaultdict
 from typing import Dict, List, Optional
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COLUMNS = (('patch mIoU', 'patch_miou', 1.0), ('foreground mIoU', 'fg_miou', 1.0),
            ('crop k-NN top-1', 'crop_knn_top1', 1.0),
            ('AP box', 'bbox_mAP', 100.0), ('AP50 box', 'bbox_mAP_50', 100.0), ('AP mask', 'segm_mAP', 100.0),
            ('AP50 mask', 'segm_mAP_50', 100.0))
-
-
-def _tool(name):
-    path = osp.join(ROOT, 'tools', 'analysis', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'report_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def data_uri(path_or_bytes, mime: Optional[str] = None) -> str:
@@ -148,10 +137,10 @@ def _pretrained(seed_dir: str) -> List[Dict]:
 def attention_figures(pretrained: List[Dict], images: List[str], out_dir: str, seed: int = 0) -> List[str]:
     """[CLS] attention of the last block: one figure per image, one row per backbone plus random init."""
     import torch
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     if not pretrained or not images:
         return []
-    tool = _tool('attention_maps')
+    from projects.analysis.attention_maps import attention_maps, draw
     models, labels = [], []
     for p in pretrained:
         models.append(load_backbone(p['cfg'], p['checkpoint']))
@@ -159,13 +148,12 @@ def attention_figures(pretrained: List[Dict], images: List[str], out_dir: str, s
     torch.manual_seed(seed)
     models.append(load_backbone(pretrained[0]['cfg'], None))
     labels.append('random init')
-    args = argparse.Namespace(img_size=None, layer=-1, placement='whole', device='cpu')
     results = []
-    for m in models:
+    for m in models:  # the whole canvas (box None), as the detector places its input
         g = m.img_size // m.patch_size
-        results.append(tool.run_model(m, images, args, [(g // 2, g // 2)]))
+        results.append(attention_maps(m, images, [(g // 2, g // 2)], layer=-1, box=None, device='cpu'))
     os.makedirs(out_dir, exist_ok=True)
-    return [tool.draw(osp.join(out_dir, f'attn_{i}.png'), i, results, labels, [m.patch_size for m in models])
+    return [draw(osp.join(out_dir, f'attn_{i}.png'), i, results, labels, [m.patch_size for m in models])
             for i in range(len(images))]
 
 
@@ -173,8 +161,8 @@ def field_figure(pretrained: List[Dict], out_dir: str) -> Optional[str]:
     ours = [p for p in pretrained if p['name'] == 'posfield']
     if not ours:
         return None
-    tool = _tool('position_field')
-    tool.main([ours[0]['cfg'], ours[0]['checkpoint'], '--det-size', '256', '--out-dir', out_dir])
+    from projects.posfield.evaluation.position_field import position_field_figures
+    position_field_figures(ours[0]['cfg'], ours[0]['checkpoint'], det_size=256, out_dir=out_dir)
     path = osp.join(out_dir, 'position_field_pca.png')
     return path if osp.isfile(path) else None
 

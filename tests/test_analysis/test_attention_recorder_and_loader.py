@@ -4,8 +4,8 @@ import torch
 
 from projects.analysis.attention_recorder import AttentionRecorder
 from projects.analysis.encoding import encode
-from projects.posfield.evaluation import load_backbone
-from projects.posfield.evaluation.backbone_loader import CheckpointMismatchError, canvas_box_for
+from projects.common.backbone_loader import CheckpointMismatchError, load_backbone
+from projects.posfield.evaluation import canvas_box_for
 
 
 def _tiny_vit():

@@ -256,7 +256,7 @@ def test_extracted_backbone_loads_in_the_analysis_loader_and_respects_the_umask(
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope an earlier test left
         model = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
     model.init_weights()

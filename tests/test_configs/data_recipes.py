@@ -207,7 +207,7 @@ class Checkpoints:
         writes it (no prefix, pre-training-only tokens dropped)."""
         key = f'{pretrain_config}|{sorted((backbone_update or {}).items())}|{layout}'
         if key not in self._done:
-            from projects.posfield.models.utils.backbone_checkpoint import IGNORED_SOURCE_KEYS
+            from projects.common.backbone_loader import IGNORED_SOURCE_KEYS
             cfg = Config.fromfile(osp.join(ROOT, pretrain_config))
             backbone_cfg = cfg.model.backbone
             backbone_cfg.update(backbone_update or {})

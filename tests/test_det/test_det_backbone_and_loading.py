@@ -6,7 +6,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import projects.posfield.det  # noqa: F401
-from projects.posfield.det import CheckpointMismatchError, PosFieldViTDet
+from projects.common.backbone_loader import CheckpointMismatchError
+from projects.posfield.det import PosFieldViTDet
 from tests.helpers import TINY_PRETRAIN, load_tool
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)

@@ -9,7 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import projects.posfield.det  # noqa: F401
-from projects.posfield.det import CheckpointMismatchError, PosFieldViTDet, SimpleFPN
+from projects.common.backbone_loader import CheckpointMismatchError
+from projects.posfield.det import PosFieldViTDet, SimpleFPN
 from projects.posfield.det.pos_field_vitdet import get_rel_pos
 from tests.helpers import ROOT
 

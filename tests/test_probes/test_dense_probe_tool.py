@@ -107,7 +107,7 @@ def test_extracted_backbone_finds_its_config_through_the_source_checkpoint(check
 
 def test_no_cls_encoder_equals_the_patch_tokens_of_a_cls_free_forward(checkpoints):
     """Running without [CLS] is what the detector does; with [CLS] the tokens differ (attention mixes it in)."""
-    from projects.posfield.evaluation import load_backbone
+    from projects.common.backbone_loader import load_backbone
     from projects.probes import backbone_patch_encoder
     loaded = load_backbone(TINY_PRETRAIN, checkpoints['ckpt'])
     bb = loaded.backbone

@@ -10,8 +10,10 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import projects.simclr_loc  # noqa: F401
-from projects.simclr_loc.models import BackboneCheckpointMismatch, ClsLocHead, load_backbone_weights
-from tests.helpers import ROOT, load_tool
+from projects.common.backbone_loader import CheckpointMismatchError as BackboneCheckpointMismatch
+from projects.common.backbone_loader import load_backbone_weights
+from projects.simclr_loc.models import ClsLocHead
+from tests.helpers import ROOT
 
 TINY_LOC = osp.join(ROOT, 'configs/localization/clsloc_efficientnet-b0_1xb4-6iter_cpu-tiny.py')
 TINY_SIMCLR = osp.join(ROOT, 'configs/simclr/simclr_efficientnet-b0_1xb8-10iter_cpu-tiny.py')
@@ -86,7 +88,7 @@ def test_init_from_simclr_checkpoint_loads_every_backbone_tensor(tmp_path):
     for (name, a), b in zip(model.backbone.state_dict().items(), simclr.backbone.state_dict().values()):
         assert torch.equal(a, b), name
     total = len(model.backbone.state_dict())
-    assert load_backbone_weights(model.backbone, str(ckpt)) == total
+    assert load_backbone_weights(model.backbone, str(ckpt), prefix='backbone.', allow_unexpected=())['loaded'] == total
 
     state = simclr.state_dict()
     broken = {k: v for k, v in state.items() if k != 'backbone.layers.0.conv.weight'}
@@ -122,7 +124,7 @@ def test_efficientnet_lite0_baseline_matches_the_package_model():
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model.backbone(x)[0], reference.extract_features(x))
-    gradcam = load_tool('tools/analysis/gradcam.py')
+    from projects.analysis import gradcam
     layer, name = gradcam.default_target_layer(model)  # Grad-CAM's default layer for the Lite backbone
     assert name == 'backbone.model._bn1' and layer is model.backbone.model._bn1
     bad = copy.deepcopy(cfg.model)

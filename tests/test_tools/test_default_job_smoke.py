@@ -149,7 +149,7 @@ def test_iteration_lines_are_parsed():
 
 
 def test_is_done_needs_same_settings_and_outputs(tmp_path):
-    job = _load_job()
+    from projects.common import jobs as job
     out = tmp_path / 'x.pth'
     out.write_text('x')
     job.mark_done(str(tmp_path), dict(iters=4), [str(out)], 1.0)

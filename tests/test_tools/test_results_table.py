@@ -6,10 +6,8 @@ import sys
 
 import pytest
 
+from projects.report import results_table
 from tests.helpers import ROOT
-
-sys.path.insert(0, os.path.join(ROOT, 'tools', 'analysis'))
-import results_table  # noqa: E402
 
 
 def _write(path, metrics, ckpt='iter_4.pth'):

@@ -79,7 +79,7 @@ def config_of_checkpoint(path: str, seen=()):
 
 
 def has_cls_token(path: str, key: str) -> bool:
-    from projects.posfield.models.utils.backbone_checkpoint import read_state_dict, select_backbone
+    from projects.common.backbone_loader import read_state_dict, select_backbone
     state, _ = select_backbone(read_state_dict(path), key, path)
     return 'cls_token' in state
 
@@ -87,7 +87,7 @@ def has_cls_token(path: str, key: str) -> bool:
 def load_model(args):
     """(LoadedBackbone, row name, whether [CLS] is used)."""
     import projects.posfield  # noqa: F401  (registers PosFieldViT)
-    from projects.posfield.evaluation.backbone_loader import UNUSED_IN_ANALYSIS, load_backbone
+    from projects.common.backbone_loader import UNUSED_IN_ANALYSIS, load_backbone
     cfg_options = args.cfg_options or None
     if args.model.endswith('.py'):
         torch.manual_seed(args.seed)

@@ -1,6 +1,6 @@
 # COCO 2017 instance segmentation with large-scale jitter at 1024 px (scale 0.1-2.0), AdamW lr 1e-4, wd 0.1,
 # layer decay 0.7, AMP; 12 epochs at batch 64 = 22,100 iterations (118k images), warm-up 250 iterations,
-# lr x0.1 at ~89% and ~96% of training (method.md section 3).
+# lr x0.1 at ~89% and ~96% of training (docs/posfield.md, "Detection (ViTDet)").
 _base_ = ['mmdet::_base_/default_runtime.py']
 dataset_type = 'CheckedCocoDataset'  # mmdet's CocoDataset + annotation checks (projects/common/coco.py)
 data_root = 'data/coco/'

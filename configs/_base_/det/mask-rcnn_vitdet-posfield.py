@@ -1,6 +1,6 @@
-# ViTDet-style Mask R-CNN (method.md section 3) over mmdet's own Mask R-CNN: plain ViT-B/16 with windowed
-# attention (window 14, global blocks 2, 5, 8, 11), ViTDet's zero-initialised relative position bias and
-# field-sampled positions (field size from the checkpoint), simple feature pyramid (conv + LayerNorm),
+# ViTDet-style Mask R-CNN (docs/posfield.md, "Detection (ViTDet)") over mmdet's own Mask R-CNN: plain ViT-B/16
+# with windowed attention (window 14, global blocks 2, 5, 8, 11), ViTDet's zero-initialised relative position
+# bias and field-sampled positions (field size from the checkpoint), simple feature pyramid (conv + LayerNorm),
 # 2-conv RPN, 4conv1fc box head and mask head with LayerNorm.
 _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py']
 custom_imports = dict(imports=['projects.posfield.det'], allow_failed_imports=False)

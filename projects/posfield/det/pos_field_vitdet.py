@@ -15,8 +15,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..models.backbones.vit_block import ViTBlock
 from ..models.utils.archs import vit_arch
-from ..models.utils.backbone_checkpoint import (CheckpointMismatchError, load_backbone_weights, read_state_dict,
-                                                select_backbone)
+from projects.common.backbone_loader import (CheckpointMismatchError, load_backbone_weights, read_state_dict,
+                                             select_backbone)
 from ..models.utils.pos_field import DEFAULT_PLACEMENT, Placement, PositionField, mean_placement
 
 # ViTDet's attention size for its global blocks: the fixed input frame (1024 px) over the patch size.

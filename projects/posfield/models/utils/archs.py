@@ -1,9 +1,9 @@
 """The one table of ViT sizes, shared by the pre-training backbone and the detection backbone.
 
 Names follow the papers (ViT-S/16 = ``'ViT-S'`` with ``patch_size=16``). mmpretrain's own arch names are
-NOT used: its ``'small'`` is a 768-d, 8-layer model (the old timm "ViT-small"), not ViT-S/16, which is how a
-``arch='small'`` config once built a 768-d backbone behind a 384-d neck. The patch size is a separate
-argument of both backbones.
+NOT used: its ``'small'`` is a 768-d, 8-layer model (timm's first "ViT-small"), not ViT-S/16, so a config
+naming it would build a 768-d backbone behind a 384-d neck. The patch size is a separate argument of both
+backbones.
 
 This module is pure Python so the mmdet side can import it without mmpretrain's models.
 """

@@ -21,7 +21,7 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..utils.backbone_loading import load_backbone_weights
+from projects.common.backbone_loader import load_backbone_weights
 
 INIT_MODES = ('random', 'simclr', 'supervised', 'imagenet-lite0')
 
@@ -67,8 +67,9 @@ class ClsLocModel(ImageClassifier):
         elif self.init == 'imagenet-lite0':
             self.backbone.load_imagenet_weights()
         else:
-            load_backbone_weights(self.backbone, self.init_checkpoint, self.init_prefix,
-                                  what=f'model.init_checkpoint (init={self.init})')
+            # A fixed prefix and nothing left over: every tensor under it must fit the backbone.
+            load_backbone_weights(self.backbone, str(self.init_checkpoint), prefix=self.init_prefix,
+                                  allow_unexpected=(), what=f'model.init_checkpoint (init={self.init})')
 
     def predict(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
                 **kwargs) -> List[DataSample]:
