@@ -27,6 +27,9 @@ from projects.common.runner_setup import (adapt_to_device, build_runner, clear_c
 class _DictAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from mmengine.config import DictAction
+
+        from projects.common.runner_setup import check_key_value_pairs
+        check_key_value_pairs(option_string, values)  # mmengine fails on an item without '=' with no key named
         DictAction(self.option_strings, self.dest)(parser, namespace, values, option_string)
 
 

@@ -236,9 +236,28 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str, key: Optional[st
     return dict(loaded=len(loaded), total=len(target), missing=missing_allowed, source=f'{path} [{where}]')
 
 
+class NonFiniteCheckpointError(BadInputError, ValueError):
+    """A checkpoint whose weights hold NaN or Inf; the message names the file and the first such tensors."""
+
+
+def non_finite_tensors(state: Dict[str, torch.Tensor]) -> List[str]:
+    """``'name (K NaN, L Inf of N values)'`` for every floating tensor of ``state`` with a non-finite value, in
+    the state dict's order."""
+    found = []
+    for name, tensor in state.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()) or bool(torch.isfinite(tensor).all()):
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        inf = int(torch.isinf(tensor).sum())
+        found.append(f'{name} ({nan} NaN, {inf} Inf of {tensor.numel()} values)')
+    return found
+
+
 def check_checkpoint_fits_model(model: torch.nn.Module, path: str) -> Dict[str, torch.Tensor]:
     """Raise :class:`CheckpointMismatchError` unless ``path``'s state dict covers ``model`` exactly (names and
-    shapes); used by ``tools/test.py`` so that metrics never come from a partly random model."""
+    shapes), and :class:`NonFiniteCheckpointError` if a weight holds NaN or Inf; used by ``tools/test.py`` so that
+    metrics never come from a partly random or a diverged model (mmdet evaluates the latter to an empty result
+    and "metrics": {})."""
     state = read_state_dict(path)
     target = model.state_dict()
     _, missing, _, unexpected, wrong_shape = compare_state_dicts(target, state)
@@ -251,6 +270,13 @@ def check_checkpoint_fits_model(model: torch.nn.Module, path: str) -> Dict[str, 
             f'{path} does not fit the model {type(model).__name__} of the config ({len(target)} tensors; the '
             f'checkpoint has {len(state)}).{hint}', missing, unexpected, wrong_shape).replace(
                 'backbone tensors missing', 'tensors missing').replace('not used by the backbone', 'not in the model'))
+    bad = non_finite_tensors(state)
+    if bad:
+        limit = 5
+        raise NonFiniteCheckpointError(
+            f'{path}: {len(bad)} of {len(state)} tensors hold non-finite values (NaN or Inf), so the model cannot '
+            'give usable predictions (did the training run diverge? use an earlier checkpoint). First: '
+            + '; '.join(bad[:limit]) + ('; ...' if len(bad) > limit else ''))
     return state
 
 

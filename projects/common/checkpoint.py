@@ -26,7 +26,9 @@ two steps leaves ``.NAME.XXXX.tmp``; :func:`remove_stale_temporaries` deletes th
 from __future__ import annotations
 
 import ast
+import errno
 import glob
+import logging
 import os
 import os.path as osp
 import pickle
@@ -34,7 +36,7 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, List, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -176,33 +178,118 @@ def _umask() -> int:
     return mask
 
 
+class FileWriteError(OSError):
+    """Writing a checkpoint, a metrics file or a backbone failed (disk full, quota, permissions, I/O); the message
+    names the file and says what is on disk. ``errno`` and ``filename`` are those of the failure."""
+
+    def __init__(self, code: Optional[int], message: str, filename: str):
+        super().__init__(code, os.strerror(code) if code else message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _write_failed(exc: OSError, filepath: str, folder: str) -> FileWriteError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += f' (free space in {folder}, or write elsewhere)'
+    kept = (f'{filepath} is unchanged: the previous file is kept' if osp.exists(filepath)
+            else f'{filepath} was not created')
+    return FileWriteError(exc.errno, f'cannot write {filepath}: {reason}. Nothing was replaced: {kept}, and the '
+                          'partial temporary file was removed.', filepath)
+
+
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
-    """Write ``data`` to ``filepath`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``filepath`` so that readers see either the old file or the whole new one.
+
+    A failed write (``ENOSPC`` when the disk is full, ...) raises :class:`FileWriteError` naming ``filepath``;
+    the target keeps its previous content and the temporary file is removed.
+    """
     filepath = os.fspath(filepath)
     folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.tmp', dir=folder)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.tmp', dir=folder)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
+            raise _write_failed(exc, filepath, folder) from exc
         raise
 
 
 class AtomicLocalBackend(LocalBackend):
-    """mmengine's local file backend with atomic ``put``/``put_text`` (see module docstring)."""
+    """mmengine's local file backend with atomic ``put``/``put_text`` (see module docstring), and a recursive
+    listing that survives a symlink loop.
+
+    mmengine's ``list_dir_or_file(recursive=True)`` (the image-folder scan of mmpretrain's ``CustomDataset``)
+    follows a folder symlink that points back to a folder it is inside until the path is too long to resolve,
+    listing every file again at each level, and then stops the whole scan with ``OSError: [Errno 40] Too many
+    levels of symbolic links``. Here such a link is skipped with a warning (its files are listed once, where
+    they are), and so is a subfolder that cannot be listed, as unreadable image files are skipped when loaded;
+    a ``dir_path`` that cannot be listed still raises.
+    """
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
         atomic_write_bytes(obj, filepath)
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         atomic_write_bytes(obj.encode(encoding), filepath)
+
+    def list_dir_or_file(self, dir_path: Union[str, Path], list_dir: bool = True, list_file: bool = True,
+                         suffix: Union[str, Tuple[str, ...], None] = None, recursive: bool = False) -> Iterator[str]:
+        if list_dir and suffix is not None:
+            raise TypeError('`suffix` should be None when `list_dir` is True')
+        if (suffix is not None) and not isinstance(suffix, (str, tuple)):
+            raise TypeError('`suffix` must be a string or tuple of strings')
+        root = dir_path
+
+        def folder_id(path) -> Optional[Tuple[int, int]]:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            return st.st_dev, st.st_ino
+
+        def scan(path, inside: frozenset) -> Iterator[str]:
+            try:
+                with os.scandir(path) as it:
+                    entries = list(it)
+            except OSError as exc:
+                if path is root:
+                    raise
+                _warn(f'cannot list the folder {path} ({exc.strerror or exc}); skipped, with everything in it')
+                return
+            for entry in entries:  # the same order and rules as mmengine's LocalBackend.list_dir_or_file
+                if not entry.name.startswith('.') and entry.is_file():
+                    rel_path = osp.relpath(entry.path, root)
+                    if (suffix is None or rel_path.endswith(suffix)) and list_file:
+                        yield rel_path
+                elif osp.isdir(entry.path):
+                    key = folder_id(entry.path) if recursive else None
+                    if key is not None and key in inside:
+                        _warn(f'{entry.path} is a symbolic link to {osp.realpath(entry.path)}, a folder it is '
+                              'inside (a symlink loop); not followed: the files there are listed once')
+                        continue
+                    if list_dir:
+                        yield osp.relpath(entry.path, root)
+                    if recursive:
+                        yield from scan(entry.path, inside | {key})
+
+        return scan(dir_path, frozenset({folder_id(dir_path)}))
+
+
+def _warn(msg: str) -> None:
+    from mmengine.logging import print_log
+    print_log(msg, logger='current', level=logging.WARNING)
 
 
 _TEMP_NAME = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp$')  # '.' + target name + '.' + mkstemp's 8 characters

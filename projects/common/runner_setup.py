@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import sys
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -18,6 +18,20 @@ from .errors import BadInputError
 
 class ConfigOptionWarning(UserWarning):
     """A ``--cfg-options`` key that will probably not do what the user meant."""
+
+
+class ConfigOptionError(BadInputError, ValueError):
+    """A ``--cfg-options`` item that cannot work: not ``KEY=VALUE``, a value of the wrong type, or a keyword the
+    class that reads it does not take."""
+
+
+def check_key_value_pairs(option: Optional[str], items) -> None:
+    """Raise :class:`ConfigOptionError` for a ``--cfg-options`` item without ``=`` (mmengine's ``DictAction``
+    fails on it with "not enough values to unpack"); called by the tools' argument actions."""
+    for item in items or ():
+        key, sep, _ = str(item).partition('=')
+        if not sep or not key.strip():
+            raise ConfigOptionError(f'{option or "--cfg-options"} {item}: expected KEY=VALUE')
 
 
 def _flat_keys(node: Any, prefix: str = '') -> Dict[str, Any]:
@@ -40,15 +54,109 @@ def _runner_keys() -> set:
         'runner_type', 'model_wrapper_cfg', 'log_level', 'custom_imports', 'compile', 'auto_scale_lr', 'work_dir'}
 
 
-def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[str]:
-    """Warn about ``--cfg-options`` keys that are not in the config, or that set a top-level variable.
+_KINDS = ((bool, 'true or false'), (int, 'an int'), (float, 'a float'))
 
-    mmengine's ``merge_from_dict`` adds an unknown key silently (``max_iters=2`` when the config has only
-    ``train_cfg.max_iters``), and a top-level variable such as ``data_root`` is only read while the config file
-    is parsed: setting it afterwards leaves every key derived from it unchanged. Returns the warnings issued.
+
+def _held_kind(value: Any) -> Optional[Tuple[type, str]]:
+    """(type, description) the config's value asks for, for the scalar types whose readers convert or compute with
+    them (``int(max_iters)``, ``lr * factor``); None for anything else (strings, lists, dicts and None are often
+    one of several accepted forms: ``arch='small'`` or a dict, ``metric='bbox'`` or a list)."""
+    return next(((kind, text) for kind, text in _KINDS if type(value) is kind), None)
+
+
+def _type_error(key: str, value: Any, old: Any, filename: str) -> Optional[str]:
+    """The reason ``value`` cannot replace ``old`` at ``key``, or None; see :func:`check_cfg_options`."""
+    held = _held_kind(old)
+    if held is None or value is None:
+        return None
+    kind, text = held
+    given = type(value)
+    if kind is bool:
+        ok = given is bool or (given is int and value in (0, 1))
+    elif kind is int:
+        ok = given is int or (given is float and value == value and abs(value) != float('inf'))
+    else:
+        ok = given in (int, float)
+    if ok:
+        return None
+    what = f'the string {value!r}' if isinstance(value, str) else f'{value!r} (a {given.__name__})'
+    return f'--cfg-options {key}={value}: expected {text} (the config has {key} = {old!r}; {filename}), got {what}'
+
+
+def _find_class(name: Any, scope: Optional[str]) -> Optional[Callable]:
+    """The class or function a config ``type`` names, searched in the config's scope and mmengine's registries;
+    None when no registry or several different objects answer to the name."""
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        return None
+    import importlib
+
+    from mmengine.registry import Registry
+    found = []
+    for package in dict.fromkeys([p for p in (scope, 'mmengine') if p]):
+        try:
+            module = importlib.import_module(f'{package}.registry')
+        except ImportError:
+            continue
+        for registry in vars(module).values():
+            if not isinstance(registry, Registry):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    obj = registry.get(name)
+            except Exception:  # a registry whose modules cannot be imported here: it does not answer
+                obj = None
+            if obj is not None and all(obj is not f for f in found):
+                found.append(obj)
+    return found[0] if len(found) == 1 else None
+
+
+def _accepts_keyword(obj: Callable, name: str) -> Optional[bool]:
+    """Whether calling ``obj`` accepts the keyword ``name``; None when it takes ``**kwargs`` (it may be passed on)."""
+    import inspect
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return True if any(p.name == name for p in params) else None
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+
+
+# The loops mmengine's Runner builds for a loop config without ``type`` (``build_train_loop`` & co.), by by_epoch.
+_IMPLICIT_LOOPS = {'train_cfg': ('IterBasedTrainLoop', 'EpochBasedTrainLoop'), 'val_cfg': ('ValLoop', 'ValLoop'),
+                   'test_cfg': ('TestLoop', 'TestLoop')}
+
+
+def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[str]:
+    """Check ``--cfg-options`` before they are merged: raise for one that cannot work, warn about one that will
+    probably not do what was meant.
+
+    * A value of another type than the config holds for the key (``train_cfg.max_iters=abc``, ``lr=fast``)
+      raises :class:`ConfigOptionError` naming the key, the value and the type expected; otherwise it fails
+      deep inside the run (``int('abc')`` in the loop, ``'fast' * 0.1`` in the scheduler). Checked where the
+      config holds a bool, an int or a float. An int key also takes a float: ``max_iters=1e5``, and a threshold
+      the config disables with an int (``ignore_iof_thr=-1``) may be given a fraction.
+    * A new key inside a dict with a ``type`` becomes a keyword argument of that type when it is built: when the
+      type does not take it (``train_cfg.max_iter=2`` for ``IterBasedTrainLoop``) that build would fail, so it
+      raises now with the nearest existing keys; a keyword the type takes (``train_cfg.val_begin``) is fine.
+    * mmengine's ``merge_from_dict`` adds any other unknown key silently (``max_iters=2`` when the config has
+      only ``train_cfg.max_iters``): warned with the nearest existing keys.
+    * A top-level variable such as ``data_root`` is only read while the config file is parsed: setting it
+      afterwards leaves every key derived from it unchanged (warned).
+
+    Returns the warnings issued.
     """
     flat = _flat_keys(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg))
+    scope = flat.get('default_scope') if isinstance(flat.get('default_scope'), str) else None
     messages = []
+    for key, value in cfg_options.items():
+        if key in flat:
+            error = _type_error(key, value, flat[key], filename)
+            if error:
+                raise ConfigOptionError(error)
     for key in cfg_options:
         leaf = key.split('.')[-1]
         if key not in flat and key.split('.')[0] in _runner_keys() and key.split('.')[0] not in flat:
@@ -56,15 +164,37 @@ def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[s
         if key not in flat:
             parts = key.split('.')
             absent = next((p for p in ('.'.join(parts[:i]) for i in range(1, len(parts))) if p not in flat), None)
-            if absent:
+            same_leaf = sorted(k for k in flat if k.split('.')[-1] == leaf and k != key)
+            candidates = [k for k in flat if not key.startswith(k + '.') and k.split('.')[-1] != 'type']
+            close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
+            nearest = list(dict.fromkeys(same_leaf + close))[:5]
+            nearest_text = ' Nearest existing keys: ' + (', '.join(nearest) if nearest else 'none')
+            parent = '.'.join(parts[:-1])
+            built = flat.get(f'{parent}.type') if parent and not absent else None
+            if built is None and parent in _IMPLICIT_LOOPS and not absent and leaf != 'by_epoch':
+                built = _IMPLICIT_LOOPS[parent][bool(flat.get(f'{parent}.by_epoch'))]
+            if built is not None:
+                target = _find_class(built, scope)
+                accepts = _accepts_keyword(target, leaf) if target is not None else None
+                name = getattr(target, '__name__', str(built))
+                if accepts:
+                    continue  # a keyword argument the built type takes, e.g. train_cfg.val_begin
+                if accepts is False:
+                    raise ConfigOptionError(
+                        f"--cfg-options {key}: the config has no key '{key}', and {name} ({parent}.type) takes no "
+                        f"argument '{leaf}', so building it would fail ({filename}).{nearest_text}")
+                where = (f"the config has no key '{key}'; it is added and passed to {name} ({parent}.type) as the "
+                         f"keyword argument '{leaf}', which {name} takes only through **kwargs: it is ignored or "
+                         'refused further down')
+            elif absent:
                 where = f"the config has no '{absent}', so '{key}' creates it"
+            elif parent:
+                where = (f"the config has no key '{key}'; it is added to '{parent}', which has no type: it is read "
+                         f"only if the code that uses '{parent}' looks for '{leaf}' (a keyword it does not take "
+                         'fails there)')
             else:
                 where = f"the config has no key '{key}'; it is added, but nothing reads it"
-            same_leaf = sorted(k for k in flat if k.split('.')[-1] == leaf and k != key)
-            close = difflib.get_close_matches(key, list(flat), n=5, cutoff=0.6)
-            nearest = list(dict.fromkeys(same_leaf + close))[:5]
-            messages.append(f'--cfg-options {key}: {where} ({filename}). Nearest existing keys: '
-                            + (', '.join(nearest) if nearest else 'none'))
+            messages.append(f'--cfg-options {key}: {where} ({filename}).{nearest_text}')
         elif '.' not in key and not isinstance(flat[key], dict):
             old = flat[key]
             derived = sorted(k for k, v in flat.items() if k != key and not isinstance(v, dict) and (
@@ -153,11 +283,13 @@ def build_runner(cfg, filename: Optional[str] = None):
 
 
 def exit_on_bad_input(main: Callable, *args, **kwargs):
-    """Run a tool's ``main``; bad input (:class:`BadInputError`, a missing file) ends the process with exit
-    status 1 and the error's message on stderr instead of a traceback."""
+    """Run a tool's ``main``; bad input (:class:`BadInputError`, a missing file) and a failed checkpoint or
+    metrics write (:class:`~projects.common.checkpoint.FileWriteError`, e.g. a full disk) end the process with
+    exit status 1 and the error's message on stderr instead of a traceback."""
+    from .checkpoint import FileWriteError
     try:
         return main(*args, **kwargs)
-    except (BadInputError, FileNotFoundError) as exc:
+    except (BadInputError, FileNotFoundError, FileWriteError) as exc:
         name = osp.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'tool'
         sys.exit(f'{name}: error: {exc}')
 

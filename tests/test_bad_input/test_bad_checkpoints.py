@@ -216,6 +216,32 @@ def test_test_tool_refuses_a_detector_of_another_width(tmp_path):
     assert len(check_checkpoint_fits_model(model, str(tmp_path / 'same.pth'))) == len(model.state_dict())
 
 
+def test_test_tool_refuses_a_detector_with_nan_weights(coco_root, tmp_path):
+    """A diverged detector would be evaluated to mmdet's "results of the whole dataset is empty" and "metrics": {}."""
+    import projects.posfield.det  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        state = MODELS.build(Config.fromfile(TINY_DET).model).state_dict()
+    names = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 1]
+    state[names[3]].view(-1)[:2] = float('nan')
+    state[names[10]].view(-1)[0] = float('inf')
+    torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'diverged.pth')
+    ann = coco_root + 'annotations/instances_val.json'
+    rc, log = run_tool_in_process('test', [TINY_DET, str(tmp_path / 'diverged.pth'), '--work-dir', str(tmp_path / 'wd'),
+                                           '--out', str(tmp_path / 'metrics.json'), '--cfg-options',
+                                           f'test_dataloader.dataset.data_root={coco_root}',
+                                           f'test_evaluator.ann_file={ann}'])
+    assert rc == 1, log[-3000:]
+    n3, n10 = state[names[3]].numel(), state[names[10]].numel()
+    assert log.endswith(
+        f'error: {tmp_path / "diverged.pth"}: 2 of {len(state)} tensors hold non-finite values (NaN or Inf), so the '
+        'model cannot give usable predictions (did the training run diverge? use an earlier checkpoint). First: '
+        f'{names[3]} (2 NaN, 0 Inf of {n3} values); {names[10]} (0 NaN, 1 Inf of {n10} values)'), log[-3000:]
+    assert not (tmp_path / 'metrics.json').exists()
+
+
 def test_extract_backbone_refuses_a_dict_of_two_tensors(tmp_path):
     torch.save({'foo': torch.zeros(3), 'bar': torch.ones(2)}, tmp_path / 'foobar.pth')
     rc, log = run_tool([EXTRACT, str(tmp_path / 'foobar.pth'), str(tmp_path / 'bb.pth')])

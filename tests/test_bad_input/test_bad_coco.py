@@ -90,13 +90,13 @@ def test_class_names_differing_only_by_case_list_both_sides(coco):
     assert "file categories: 'ellipse', 'rectangle', 'triangle'" in msg
 
 
-def _dataset(root, ann, **kw):
+def _dataset(root, ann, pipeline=(), **kw):
     import projects.common.coco  # noqa: F401
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     return DATASETS.build(dict(type='CheckedCocoDataset', data_root=root, ann_file=ann, data_prefix=dict(img='train/'),
-                               metainfo=dict(classes=CLASSES), pipeline=[],
+                               metainfo=dict(classes=CLASSES), pipeline=list(pipeline),
                                filter_cfg=dict(filter_empty_gt=True, min_size=4), **kw))
 
 
@@ -161,3 +161,60 @@ def test_train_tool_on_invalid_json_exits_naming_file_line_and_column(coco, tmp_
     assert rc == 1, log[-3000:]
     assert f'{path}: invalid JSON at line 1, column 32: Expecting value' in log
     assert 'Traceback' not in log
+
+
+# ----- image sizes in "images" that are not the files' sizes -------------------------------------------------------
+
+def _sized_dataset(root, path, **kw):
+    return _dataset(root, path, **kw, pipeline=[dict(type='LoadImageFromFile'),
+                                                 dict(type='LoadAnnotations', with_bbox=True, with_mask=True)])
+
+
+def _resize_images_in_json(root, data, n):
+    for img in data['images'][:n]:
+        img.update(width=640, height=480)  # the files are 128 x 128
+    return _write(root, 'resized.json', data)
+
+
+def test_image_size_mismatch_is_warned_once_per_file_when_the_image_loads(coco, caplog):
+    root, _, data = coco
+    path = _resize_images_in_json(root, data, 2)
+    ds = _sized_dataset(root, path)
+    names = [type(t).__name__ for t in ds.pipeline.transforms]
+    assert names == ['LoadImageFromFile', 'CheckImageSize', 'LoadAnnotations']  # right after the image is read
+    log = LogCapture(caplog)
+    for _ in range(2):  # two epochs: one warning per file
+        for i in range(len(ds)):
+            assert ds[i]['img'].shape == (128, 128, 3)
+    sizes = [m for m in log.warnings if 'the image is' in m]
+    first, second = (osp.join(root, 'train', data['images'][i]['file_name']) for i in (0, 1))
+    assert sizes == [
+        f'{first}: the image is 128x128 px, but {path} gives width=640, height=480; its boxes and masks would be '
+        'placed for the wrong size (1 such file(s) so far; not repeated for this file)',
+        f'{second}: the image is 128x128 px, but {path} gives width=640, height=480; its boxes and masks would be '
+        'placed for the wrong size (2 such file(s) so far; not repeated for this file)']
+
+
+def test_image_size_mismatch_is_an_error_with_strict(coco):
+    from projects.common.coco import ImageSizeMismatchError
+    root, _, data = coco
+    path = _resize_images_in_json(root, data, 1)
+    ds = _sized_dataset(root, path, strict=True)
+    image = osp.join(root, 'train', data['images'][0]['file_name'])
+    with pytest.raises(ImageSizeMismatchError) as err:
+        ds[0]
+    assert str(err.value) == (f'{image}: the image is 128x128 px, but {path} gives width=640, height=480; its boxes '
+                              'and masks would be placed for the wrong size (strict=True)')
+    assert ds[1]['img'].shape == (128, 128, 3)  # images of the right size load
+
+
+def test_matching_sizes_are_silent_and_the_check_can_be_left_out(coco, caplog):
+    root, path, data = coco
+    log = LogCapture(caplog)
+    ds = _sized_dataset(root, path)
+    assert all(ds[i]['img'].shape == (128, 128, 3) for i in range(len(ds)))
+    assert not [m for m in log.warnings if 'the image is' in m]
+    bad = _resize_images_in_json(root, data, 1)
+    unchecked = _sized_dataset(root, bad, check_image_size=False, strict=True)
+    assert 'CheckImageSize' not in [type(t).__name__ for t in unchecked.pipeline.transforms]
+    assert unchecked[0]['img'].shape == (128, 128, 3)

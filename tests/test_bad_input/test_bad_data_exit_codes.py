@@ -92,3 +92,19 @@ def test_train_tool_on_voc_box_outside_the_image(voc, tmp_path):
     rc, log = _train_loc(root, tmp_path / 'wd')
     _assert_refused(rc, log, tmp_path / 'wd', f"{xml}: object 0 ('{records[2]['label_name']}'): field <bndbox> is "
                     'outside the image or inverted (xmax=120 > image width 96)')
+
+
+def test_train_tool_on_coco_image_sizes_that_are_not_the_files_sizes_with_strict(coco, tmp_path):
+    root, path, data = coco
+    for img in data['images']:
+        img.update(width=640, height=480)  # the files are 64 x 64
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    rc, log = _train(TINY_DET, tmp_path / 'wd', [f'train_dataloader.dataset.data_root={root}/',
+                                                 f'val_dataloader.dataset.data_root={root}/',
+                                                 f'val_evaluator.ann_file={root}/annotations/instances_val.json',
+                                                 'train_dataloader.dataset.strict=True'])
+    _assert_refused(rc, log, tmp_path / 'wd', f'{root}/train/')
+    assert f': the image is 64x64 px, but {root}/annotations/instances_train.json gives width=640, height=480; ' \
+           'its boxes and masks would be placed for the wrong size (strict=True)' in log
+

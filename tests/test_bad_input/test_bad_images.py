@@ -1,4 +1,6 @@
-"""Bad images in an unlabelled pool: huge, tiny, truncated, not images, missing."""
+"""Bad images in an unlabelled pool: huge, tiny, truncated, not images, missing; symlink loops."""
+import os.path as osp
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,9 +87,37 @@ def test_pretraining_on_a_pool_with_a_huge_and_a_tiny_image_trains_and_names_bot
     write_images(pool, n=4)
     (pool / 'huge.png').write_bytes(png_header(20000, 10000))
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(pool / 'dot.png')
+    (pool / 'sub').mkdir()
+    (pool / 'sub' / 'back_to_pool').symlink_to(pool, target_is_directory=True)  # a symlink loop
     rc, log = run_tool(['tools/train.py', TINY_PRETRAIN, '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
                         f'train_dataloader.dataset.data_root={pool}', 'train_cfg.max_iters=2',
                         'train_dataloader.sampler.shuffle=False', 'train_dataloader.num_workers=0'])
     assert rc == 0, log[-3000:]
     assert 'huge.png: 20000x10000' in log and 'dot.png: 1x1 px is smaller than min_size=16' in log
+    assert f'{pool}/sub/back_to_pool is a symbolic link to {pool.resolve()}, a folder it is inside' in log
     assert (tmp_path / 'wd' / 'iter_2.pth').exists()
+
+
+def test_symlink_loop_in_an_image_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    """mmengine's recursive listing follows sub/loop -> .. until the path cannot be resolved and stops the scan."""
+    from mmengine.fileio.backends import LocalBackend
+    from mmpretrain.datasets import CustomDataset
+    pool = tmp_path / 'pool'
+    write_images(pool, n=3)
+    write_images(pool / 'sub', n=2, seed=1)
+    (pool / 'sub' / 'loop').symlink_to('..', target_is_directory=True)
+    (pool / 'sub' / 'self').symlink_to('.', target_is_directory=True)
+    (pool / 'elsewhere').mkdir()
+    (pool / 'also_sub').symlink_to(pool / 'sub', target_is_directory=True)  # not a loop: listed as mmengine does
+    with pytest.raises(OSError, match='Too many levels of symbolic links'):
+        list(LocalBackend().list_dir_or_file(str(pool), list_dir=False, recursive=True))
+    log = LogCapture(caplog)
+    ds = CustomDataset(data_root=str(pool), with_label=False, pipeline=[])
+    found = sorted(osp.relpath(ds.get_data_info(i)['img_path'], pool) for i in range(len(ds)))
+    assert found == ['also_sub/img_0.jpg', 'also_sub/img_1.jpg', 'img_0.jpg', 'img_1.jpg', 'img_2.jpg',
+                     'sub/img_0.jpg', 'sub/img_1.jpg']
+    assert sorted(log.warnings) == sorted(
+        f'{pool}/{folder}/{link} is a symbolic link to {target}, a folder it is inside (a symlink loop); not '
+        'followed: the files there are listed once'
+        for folder in ('sub', 'also_sub')
+        for link, target in (('loop', pool.resolve()), ('self', (pool / 'sub').resolve())))

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from projects.common.runner_setup import ConfigOptionWarning, load_config
+from projects.common.runner_setup import (ConfigOptionError, ConfigOptionWarning, check_key_value_pairs,
+                                          load_config)
 from tests.helpers import ROOT, TINY_PRETRAIN, write_images
 from tests.test_bad_input.helpers import run_tool, run_tool_in_process
 
@@ -26,10 +27,82 @@ def test_key_not_at_top_level_warns_with_the_nearest_keys(tmp_path):
     assert cfg.train_cfg.max_iters == 6
 
 
-def test_misspelt_nested_key_warns_with_the_nearest_keys():
-    with pytest.warns(ConfigOptionWarning, match=r"--cfg-options train_cfg\.max_iter: the config has no key "
-                                                 r"'train_cfg\.max_iter'.*Nearest existing keys: train_cfg\.max_iters"):
+def test_misspelt_keyword_of_a_built_type_is_an_error_with_the_nearest_keys():
+    """The new key would be passed to IterBasedTrainLoop, which takes no max_iter: building it would fail."""
+    with pytest.raises(ConfigOptionError) as err:
         load_config(TINY_PRETRAIN, {'train_cfg.max_iter': 2})
+    assert str(err.value) == (
+        "--cfg-options train_cfg.max_iter: the config has no key 'train_cfg.max_iter', and IterBasedTrainLoop "
+        f"(train_cfg.type) takes no argument 'max_iter', so building it would fail ({TINY_PRETRAIN}). "
+        'Nearest existing keys: train_cfg.max_iters')
+
+
+def test_misspelt_keyword_of_a_loop_without_type_is_an_error(tmp_path):
+    path = tmp_path / 'plain.py'
+    path.write_text("train_cfg = dict(by_epoch=True, max_epochs=6)\nval_cfg = dict()\n")
+    with pytest.raises(ConfigOptionError, match=r"and EpochBasedTrainLoop \(train_cfg\.type\) takes no argument "
+                                                r"'max_epoch', so building it would fail"):
+        load_config(str(path), {'train_cfg.max_epoch': 2})
+
+
+def test_new_keyword_that_the_built_type_takes_is_silent(recwarn):
+    cfg = load_config(TINY_PRETRAIN, {'train_cfg.val_begin': 2})  # IterBasedTrainLoop(val_begin=...)
+    assert cfg.train_cfg.val_begin == 2
+    assert not [w for w in recwarn if issubclass(w.category, ConfigOptionWarning)]
+
+
+def test_new_key_in_a_dict_without_type_says_who_may_read_it():
+    with pytest.warns(ConfigOptionWarning) as record:
+        load_config(TINY_PRETRAIN, {'train_dataloader.batch_szie': 2})
+    [msg] = _option_warnings(record)
+    assert msg.startswith(
+        "--cfg-options train_dataloader.batch_szie: the config has no key 'train_dataloader.batch_szie'; it is added "
+        "to 'train_dataloader', which has no type: it is read only if the code that uses 'train_dataloader' looks "
+        f"for 'batch_szie' (a keyword it does not take fails there) ({TINY_PRETRAIN}). Nearest existing keys: "
+        'train_dataloader.batch_size, ')
+
+
+@pytest.mark.parametrize('option, message', [
+    ('train_cfg.max_iters=abc', "--cfg-options train_cfg.max_iters=abc: expected an int (the config has "
+                                f"train_cfg.max_iters = 6; {TINY_PRETRAIN}), got the string 'abc'"),
+    ('optim_wrapper.optimizer.lr=fast', "--cfg-options optim_wrapper.optimizer.lr=fast: expected a float (the config "
+                                        f"has optim_wrapper.optimizer.lr = 0.0005; {TINY_PRETRAIN}), got the string "
+                                        "'fast'"),
+    ('train_cfg.max_iters=true', "--cfg-options train_cfg.max_iters=True: expected an int (the config has "
+                                 f"train_cfg.max_iters = 6; {TINY_PRETRAIN}), got True (a bool)"),
+    ('train_dataloader.pin_memory=yes', "--cfg-options train_dataloader.pin_memory=yes: expected true or false (the "
+                                        f"config has train_dataloader.pin_memory = False; {TINY_PRETRAIN}), got the "
+                                        "string 'yes'"),
+])
+def test_value_of_the_wrong_type_stops_the_tool_before_the_runner_is_built(tmp_path, option, message):
+    rc, log = run_tool_in_process('train', [TINY_PRETRAIN, '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+                                            option])
+    assert rc == 1 and log.endswith(f'error: {message}'), log[-2000:]
+    assert not (tmp_path / 'wd').exists()  # nothing was built
+
+
+@pytest.mark.parametrize('options, expected', [
+    ({'train_cfg.max_iters': 1e5}, ('train_cfg.max_iters', 100000.0)),  # 1e5 is parsed as a float
+    ({'optim_wrapper.optimizer.lr': 1}, ('optim_wrapper.optimizer.lr', 1)),  # an int where a float is held
+    ({'randomness.seed': None}, ('randomness.seed', None)),
+    ({'train_dataloader.pin_memory': 1}, ('train_dataloader.pin_memory', 1)),
+    ({'model.backbone.arch': 'small'}, ('model.backbone.arch', 'small')),  # strings are not checked
+])
+def test_values_of_compatible_types_are_accepted(options, expected):
+    cfg = load_config(TINY_PRETRAIN, options)
+    node = cfg
+    for part in expected[0].split('.'):
+        node = node[part]
+    assert node == expected[1]
+
+
+def test_train_tool_refuses_an_option_without_equals_sign():
+    rc, log = run_tool(['tools/train.py', TINY_PRETRAIN, '--cfg-options', 'train_cfg.max_iters=2', 'max_iters'])
+    assert rc == 1 and log.strip().splitlines()[-1] == 'train.py: error: --cfg-options max_iters: expected KEY=VALUE'
+    assert 'Traceback' not in log
+    assert check_key_value_pairs('--cfg-options', ['a=1', 'b=', 'c=x=y']) is None  # an empty value is a value
+    with pytest.raises(ConfigOptionError, match='^--cfg-options =3: expected KEY=VALUE$'):
+        check_key_value_pairs('--cfg-options', ['=3'])
 
 
 def test_new_parent_key_is_named():

@@ -59,3 +59,32 @@ def test_invalid_box_policy_is_checked(tmp_path):
     path = _write(tmp_path, voc_xml('a.jpg', 50, 50, [dict(name='cat', box=(1, 1, 9, 9))]))
     with pytest.raises(ValueError, match="invalid_boxes must be one of \\('error', 'clip', 'skip'\\), got 'drop'"):
         parse_voc_xml(path, CLASSES, invalid_boxes='drop')
+
+
+def test_images_left_out_are_named_with_the_reason(tmp_path, caplog):
+    """An XML without <object> is named as such, apart from the images with only "difficult" objects."""
+    import projects.simclr_loc  # noqa: F401
+    from projects.simclr_loc.datasets import VOCLocalizationDataset
+    from tests.test_bad_input.helpers import LogCapture
+    from tests.test_simclr_loc.voc_fixture import write_voc
+    records = write_voc(tmp_path, n=5, splits=dict(trainval=range(5)))
+    xml = [tmp_path / 'Annotations' / f'{r["img_id"]}.xml' for r in records]
+    xml[1].write_text(voc_xml(f'{records[1]["img_id"]}.jpg', 96, 80, []))
+    xml[3].write_text(voc_xml(f'{records[3]["img_id"]}.jpg', 96, 80, []))
+    xml[2].write_text(voc_xml(f'{records[2]["img_id"]}.jpg', 96, 80, [dict(name='cat', box=(2, 2, 50, 50),
+                                                                           difficult=1)]))
+    xml[4].write_text(voc_xml(f'{records[4]["img_id"]}.jpg', 96, 80, [dict(name='cat', box=(2, 2, 150, 50))]))
+    log = LogCapture(caplog)
+    ds = VOCLocalizationDataset(data_root=str(tmp_path), split='trainval', invalid_boxes='skip')
+    assert len(ds) == 1
+    assert log.warnings == [
+        f'VOCLocalizationDataset: 2 image(s) with no <object> in the annotation file left out: {xml[1]}, {xml[3]}',
+        f"VOCLocalizationDataset: 1 image(s) whose every object was dropped by invalid_boxes='skip' left out: "
+        f'{xml[4]}']
+    assert f'VOCLocalizationDataset: 1 image(s) with only "difficult" objects left out: {xml[2]}' in log.text
+    for path in xml[1:]:
+        path.write_text(voc_xml('x.jpg', 96, 80, []))
+    xml[0].write_text(voc_xml('x.jpg', 96, 80, []))
+    with pytest.raises(ValueError, match=r'no image with a non-difficult object in .* \(left out: 5 with no '
+                                         r'<object>\)'):
+        VOCLocalizationDataset(data_root=str(tmp_path), split='trainval')

@@ -7,10 +7,12 @@ Layout of each source (a VOC year folder, e.g. ``data/VOCdevkit/VOC2007``)::
     <root>/ImageSets/Main/<split>.txt      # one image id per line
 
 The target of an image is its **largest non-difficult object** (box area; the first in file order on ties).
-Images whose objects are all "difficult" have no target and are left out (the count is logged).
+Images without a target are left out, named in the log by reason: no ``<object>`` in the XML (a warning: a VOC
+image always has one), every object dropped by ``invalid_boxes``, or only "difficult" objects.
 """
 from __future__ import annotations
 
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -110,15 +112,17 @@ class VOCLocalizationDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         classes = tuple(self.metainfo['classes'])
-        data_list, no_target = [], 0
+        data_list = []
+        left_out: Dict[str, List[str]] = {'no_object': [], 'dropped': [], 'difficult': []}
         for index, (root, split) in enumerate(self.sources):
             for img_id in self._read_split(root, split, index):
                 img_path = osp.join(root, self.img_subdir, img_id + self.img_suffix)
-                ann = parse_voc_xml(osp.join(root, self.ann_subdir, img_id + '.xml'), classes, img_path,
-                                    self.invalid_boxes)
+                xml_path = osp.join(root, self.ann_subdir, img_id + '.xml')
+                ann = parse_voc_xml(xml_path, classes, img_path, self.invalid_boxes)
                 candidates = [o for o in ann['objects'] if not o['difficult']]
                 if not candidates:
-                    no_target += 1
+                    reason = 'difficult' if ann['objects'] else 'dropped' if ann.get('dropped') else 'no_object'
+                    left_out[reason].append(xml_path)
                     continue
                 # largest box; max() keeps the first of equal areas
                 target = max(candidates, key=lambda o: (o['bbox'][2] - o['bbox'][0]) * (o['bbox'][3] - o['bbox'][1]))
@@ -128,11 +132,20 @@ class VOCLocalizationDataset(BaseDataset):
                     gt_label=int(target['label']), gt_bboxes=box, ori_gt_bboxes=box.copy(),
                     instances=[dict(bbox=o['bbox'], bbox_label=o['label'], difficult=o['difficult'])
                                for o in ann['objects']]))
-        if no_target:
-            print_log(f'VOCLocalizationDataset: {no_target} image(s) with only "difficult" objects left out',
-                      logger='current')
+        for reason, text, level in (
+                ('no_object', 'with no <object> in the annotation file', logging.WARNING),
+                ('dropped', f"whose every object was dropped by invalid_boxes='{self.invalid_boxes}'", logging.WARNING),
+                ('difficult', 'with only "difficult" objects', logging.INFO)):
+            files = left_out[reason]
+            if files:
+                print_log(f'VOCLocalizationDataset: {len(files)} image(s) {text} left out: ' + ', '.join(files[:10])
+                          + (f', ... ({len(files) - 10} more)' if len(files) > 10 else ''), logger='current',
+                          level=level)
         if not data_list:
-            raise ValueError(f'VOCLocalizationDataset: no image with a non-difficult object in {self.sources}')
+            short = {'no_object': 'no <object>', 'dropped': 'objects dropped', 'difficult': 'only difficult'}
+            counts = ', '.join(f'{len(v)} with {short[k]}' for k, v in left_out.items() if v)
+            raise ValueError(f'VOCLocalizationDataset: no image with a non-difficult object in {self.sources} '
+                             f'(left out: {counts})')
         total = len(data_list)
         if self.label_fraction < 1.0:
             keep = stratified_subset([d['gt_label'] for d in data_list],

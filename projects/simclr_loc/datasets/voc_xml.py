@@ -63,7 +63,8 @@ def parse_voc_xml(xml_path: str, classes: Sequence[str], img_path: Optional[str]
             ``'clip'`` (clip to the image; a box left empty is dropped) or ``'skip'`` (drop the object).
 
     Returns:
-        ``dict(width, height, objects=[dict(name, label, bbox=[x1, y1, x2, y2], difficult, index)])``.
+        ``dict(width, height, objects=[dict(name, label, bbox=[x1, y1, x2, y2], difficult, index)], dropped)``;
+        ``dropped`` counts the objects left out by ``invalid_boxes='clip'``/``'skip'``.
     """
     if invalid_boxes not in INVALID_BOX_POLICIES:
         raise ValueError(f'invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {invalid_boxes!r}')
@@ -78,6 +79,7 @@ def parse_voc_xml(xml_path: str, classes: Sequence[str], img_path: Optional[str]
     width, height = _image_size(xml_path, root, img_path)
     class_to_label = {name: i for i, name in enumerate(classes)}
     objects: List[Dict] = []
+    dropped = 0
     for index, obj in enumerate(root.findall('object')):
         where = f'object {index}'
         name = _text(obj.find('name'))
@@ -113,11 +115,13 @@ def parse_voc_xml(xml_path: str, classes: Sequence[str], img_path: Optional[str]
                                      + '; '.join(problems) + '); expected 0 <= xmin <= xmax <= width and '
                                      "0 <= ymin <= ymax <= height (or set invalid_boxes='clip'/'skip')")
         if problems and invalid_boxes == 'skip':
+            dropped += 1
             continue
         x1, y1 = min(max(xmin - 1.0, 0.0), width), min(max(ymin - 1.0, 0.0), height)
         x2, y2 = min(max(xmax, 0.0), width), min(max(ymax, 0.0), height)
         if x2 <= x1 or y2 <= y1:  # only reachable with 'clip'
+            dropped += 1
             continue
         objects.append(dict(name=name, label=class_to_label[name], bbox=[x1, y1, x2, y2],
                             difficult=difficult, index=index))
-    return dict(width=width, height=height, objects=objects)
+    return dict(width=width, height=height, objects=objects, dropped=dropped)
