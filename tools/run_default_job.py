@@ -33,7 +33,7 @@ DET_CFG = osp.join(ROOT, 'configs/demo/mask-rcnn_vit-mini-p16_demo-coco.py')
 BASELINE_DET_CFG = osp.join(ROOT, 'configs/demo/mask-rcnn_vit-mini-p16-dinov2-dagger_demo-coco.py')
 METRIC_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l',
                'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_s', 'segm_mAP_m', 'segm_mAP_l')
-PROBE_KEYS = ('patch_miou', 'fg_miou', 'crop_knn_top1')
+PROBE_KEYS = ('patch_miou', 'fg_miou', 'crop_knn_top1', 'box_iou', 'box_iou50')
 PRESETS = {
     'smoke': dict(pretrain_iters=4, det_iters=4, pretrain_batch=8, num_train=24, num_val=8, seeds=[0],
                   baseline=False, probe_img_size=128, probe_epochs=2),
@@ -209,7 +209,9 @@ def run_stage(stage, args, preset, classes, progress):
 
 
 def collect(stages, seeds, inits):
-    """Per-seed rows ``{init, seed, <AP keys>, patch_miou, crop_knn_top1}`` from the stages' outputs."""
+    """Per-seed rows ``{init, seed, <AP keys>, <PROBE_KEYS>}`` from the stages' outputs (``box_iou``,
+    ``box_iou50``: the localisation probe's mean IoU and IoU >= 0.5 rate; on the all-background row, the constant
+    predictor's)."""
     rows = {(init, seed): dict(init=init, seed=seed) for seed in seeds for init in inits}
     for st in stages:
         row_init = {'posfield': 'posfield (ours)', 'dinov2-dagger': 'DINOv2-dagger', 'random': 'random init'}
@@ -224,7 +226,9 @@ def collect(stages, seeds, inits):
                 init = row_init.get(st['init']) if r is probe['rows'][0] else r['name']
                 rows[(init, st['seed'])].update(patch_miou=r['patch']['miou'],
                                                 fg_miou=(r.get('foreground') or {}).get('miou'),
-                                                crop_knn_top1=(r.get('crop_knn') or {}).get('top1'))
+                                                crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
+                                                box_iou=(r.get('box') or {}).get('mean_iou'),
+                                                box_iou50=(r.get('box') or {}).get('iou50_rate'))
     return [rows[(init, seed)] for init in inits for seed in seeds]
 
 
@@ -358,7 +362,7 @@ def _fmt(stat, scale=1.0):
 def format_table(summary):
     seeds = summary['seeds']
     cols = [('patch mIoU', 'patch_miou', 1.0), ('fg mIoU', 'fg_miou', 1.0), ('crop k-NN', 'crop_knn_top1', 1.0),
-            ('AP box', 'bbox_mAP', 100.0),
+            ('box IoU', 'box_iou', 1.0), ('box IoU>=.5', 'box_iou50', 1.0), ('AP box', 'bbox_mAP', 100.0),
             ('AP mask', 'segm_mAP', 100.0)]
     head = f"{'initialisation':<18}" + ''.join(f'{c[0]:>15}' for c in cols)
     lines = ['', f"Default job ({summary['preset']}, seeds {','.join(map(str, seeds))}"
@@ -370,10 +374,10 @@ def format_table(summary):
         if not diffs:
             continue
         lines.append(f'{"ours - " + other:<18}' + ''.join(f'{_fmt(diffs.get(k), s):>15}' for _, k, s in cols))
-        for k in ('patch_miou', ):
+        for k, label in (('patch_miou', 'patch mIoU'), ('box_iou', 'box IoU'), ('box_iou50', 'box IoU>=.5')):
             if k in diffs:
                 per = ', '.join(f'seed {s}: {v:+.2f}' for s, v in diffs[k]['per_seed'].items())
-                lines.append(f'{"":<18}  patch mIoU per seed: {per}')
+                lines.append(f'{"":<18}  {label} per seed: {per}')
     return '\n'.join(lines)
 
 

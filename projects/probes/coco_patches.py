@@ -147,3 +147,16 @@ def instance_crops(img: ProbeImage, cat_to_label: Dict[int, int], size: int,
             crops.append(np.asarray(rgb.crop(box).resize((size, size), Image.BICUBIC), dtype=np.uint8))
             labels.append(cat_to_label[a['category_id']] - 1)
     return crops, labels
+
+
+def instance_boxes(img: ProbeImage) -> np.ndarray:
+    """The image's non-crowd boxes as ``(K, 4)`` float32 ``(x0, y0, x1, y1)`` in fractions of the image's width
+    and height: the coordinates they have on the square canvas the probes resize every image to, divided by its
+    side. Boxes without area are left out."""
+    boxes = []
+    for a in img.anns:
+        x, y, w, h = (float(v) for v in a['bbox'])
+        if a.get('iscrowd', 0) or w <= 0 or h <= 0:
+            continue
+        boxes.append((x / img.width, y / img.height, (x + w) / img.width, (y + h) / img.height))
+    return np.asarray(boxes, np.float32).reshape(-1, 4)

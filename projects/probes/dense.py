@@ -20,9 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .coco_patches import IGNORE, CocoSplit, instance_crops, resized_image_and_labels
+from .coco_patches import IGNORE, CocoSplit, instance_boxes, instance_crops, resized_image_and_labels
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # normalised (B, 3, S, S) -> patch features (B, N, D)
+PROBE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # every linear probe's learning-rate grid, chosen on the hold-out
 
 
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -55,8 +56,65 @@ def all_background_miou(gt: torch.Tensor, num_classes: int) -> float:
     return miou(confusion_matrix(torch.zeros_like(gt), gt, num_classes))['miou']
 
 
+def holdout_mask(train_img: torch.Tensor, holdout: float, gen: torch.Generator,
+                 images: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Which training samples form the hold-out that picks the learning rate: a random ``holdout`` fraction of
+    the train *images* (``images``, by default those that occur in ``train_img``, each sample's image index) drawn
+    with ``gen``, so the hold-out never shares an image with the fitting set. Empty when the fraction rounds to
+    no image or to all of them. Every probe draws it from a generator seeded with the probe's seed, so with the
+    same ``images`` they hold out the same images."""
+    images = torch.unique(train_img) if images is None else images
+    perm = images[torch.randperm(len(images), generator=gen)]
+    n_hold = int(round(len(images) * holdout))
+    hold_images = perm[:n_hold] if 0 < n_hold < len(images) else perm[:0]
+    return torch.isin(train_img, hold_images)
+
+
+def fit_linear_heads(fit_x: torch.Tensor, fit_y: torch.Tensor, out_dim: int, loss_fn, lrs: Sequence[float],
+                     epochs: int, batch_size: int, gen: torch.Generator, seed: int,
+                     bias_init: Optional[torch.Tensor] = None):
+    """One linear head per learning rate, trained together (AdamW, cosine schedule) on features standardised with
+    the fitting set's statistics; weights start at zero, biases at ``bias_init`` (default zero). Returns the heads
+    and the standardisation to apply to any other features before a head."""
+    fit_x = fit_x.float()
+    mu, sd = fit_x.mean(0, keepdim=True), fit_x.std(0, keepdim=True).clamp(min=1e-6)
+    fit_x = (fit_x - mu) / sd
+    torch.manual_seed(seed)
+    heads = nn.ModuleList(nn.Linear(fit_x.shape[1], out_dim) for _ in lrs)
+    for h in heads:
+        nn.init.zeros_(h.weight)
+        nn.init.zeros_(h.bias)
+        if bias_init is not None:
+            with torch.no_grad():
+                h.bias.copy_(bias_init)
+    opt = torch.optim.AdamW([dict(params=h.parameters(), lr=lr) for h, lr in zip(heads, lrs)], weight_decay=1e-4)
+    steps = max((len(fit_x) + batch_size - 1) // batch_size, 1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    for _ in range(epochs):
+        order = torch.randperm(len(fit_x), generator=gen)
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            loss = sum(loss_fn(h(fit_x[idx]), fit_y[idx]) for h in heads)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # independent heads: the sum trains each on its own loss
+            opt.step()
+            sched.step()
+
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - mu) / sd
+    return heads, standardise
+
+
+def choose_lr(hold_scores: Sequence[Optional[float]], score_name: str):
+    """Index of the head with the best hold-out score (higher is better) and how it was chosen; the first
+    learning rate when there is no hold-out (scores None)."""
+    if not hold_scores or hold_scores[0] is None:
+        return 0, 'first lr'
+    return max(range(len(hold_scores)), key=lambda i: hold_scores[i]), f'holdout {score_name}'
+
+
 def train_patch_probe(train_x: torch.Tensor, train_y: torch.Tensor, train_img: torch.Tensor, val_x: torch.Tensor,
-                      val_y: torch.Tensor, num_classes: int, lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2),
+                      val_y: torch.Tensor, num_classes: int, lrs: Sequence[float] = PROBE_LRS,
                       epochs: int = 20, batch_size: int = 4096, holdout: float = 0.2,
                       seed: int = 0) -> Dict[str, object]:
     """Linear per-patch probe (module docstring). ``train_img`` gives each training patch's image index, so the
@@ -65,42 +123,18 @@ def train_patch_probe(train_x: torch.Tensor, train_y: torch.Tensor, train_img: t
     keep = train_y != IGNORE
     train_x, train_y, train_img = train_x[keep].float(), train_y[keep].long(), train_img[keep]
     gen = torch.Generator().manual_seed(seed)
-    images = torch.unique(train_img)
-    perm = images[torch.randperm(len(images), generator=gen)]
-    n_hold = int(round(len(images) * holdout))
-    hold_images = perm[:n_hold] if 0 < n_hold < len(images) else perm[:0]
-    is_hold = torch.isin(train_img, hold_images)
-    fit_x, fit_y = train_x[~is_hold], train_y[~is_hold]
-    mu, sd = fit_x.mean(0, keepdim=True), fit_x.std(0, keepdim=True).clamp(min=1e-6)
-    fit_x = (fit_x - mu) / sd
-    torch.manual_seed(seed)
-    heads = nn.ModuleList(nn.Linear(fit_x.shape[1], num_classes) for _ in lrs)
-    for h in heads:
-        nn.init.zeros_(h.weight)
-        nn.init.zeros_(h.bias)
-    opt = torch.optim.AdamW([dict(params=h.parameters(), lr=lr) for h, lr in zip(heads, lrs)], weight_decay=1e-4)
-    steps = max((len(fit_x) + batch_size - 1) // batch_size, 1)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
-    for _ in range(epochs):
-        order = torch.randperm(len(fit_x), generator=gen)
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            loss = sum(F.cross_entropy(h(fit_x[idx]), fit_y[idx]) for h in heads)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # independent heads: the sum trains each on its own loss
-            opt.step()
-            sched.step()
+    is_hold = holdout_mask(train_img, holdout, gen)
+    heads, standardise = fit_linear_heads(train_x[~is_hold], train_y[~is_hold], num_classes, F.cross_entropy, lrs,
+                                          epochs, batch_size, gen, seed)
     with torch.no_grad():
-        xv = (val_x.float() - mu) / sd
+        xv = standardise(val_x)
         val = [miou(confusion_matrix(h(xv).argmax(1), val_y, num_classes)) for h in heads]
+        hold = [None] * len(lrs)
         if bool(is_hold.any()):
-            xh = (train_x[is_hold] - mu) / sd
+            xh = standardise(train_x[is_hold])
             hold = [miou(confusion_matrix(h(xh).argmax(1), train_y[is_hold], num_classes))['miou'] for h in heads]
-            best = max(range(len(lrs)), key=lambda i: hold[i])
-        else:
-            hold = [None] * len(lrs)
-            best = 0
-    return dict(val[best], lr=float(lrs[best]), selected_by='holdout mIoU' if hold[0] is not None else 'first lr',
+    best, selected_by = choose_lr(hold, 'mIoU')
+    return dict(val[best], lr=float(lrs[best]), selected_by=selected_by,
                 per_lr=[dict(lr=float(lr), holdout_miou=hold[i], val_miou=val[i]['miou'])
                         for i, lr in enumerate(lrs)])
 
@@ -126,7 +160,8 @@ def encode_batches(encoder: Encoder, rgb: np.ndarray, mean, std, batch_size: int
 
 
 class ProbeData:
-    """The resized images, per-patch labels and instance crops of a train/val pair, made once for all rows."""
+    """The resized images, per-patch labels, instance crops and the localisation probe's (instance, patch) pairs
+    of a train/val pair, made once for all rows."""
 
     def __init__(self, train: CocoSplit, val: CocoSplit, img_size: int, patch: int, crop_size: int):
         if train.classes != val.classes:
@@ -137,9 +172,10 @@ class ProbeData:
                              f'size {patch}')
         self.classes, self.img_size, self.patch, self.crop_size = train.classes, img_size, patch, crop_size
         self.num_classes = len(train.classes) + 1
+        from .box_probe import box_samples
         self.splits = {}
         for s in (train, val):
-            imgs, labels, crops, crop_labels = [], [], [], []
+            imgs, labels, crops, crop_labels, boxes = [], [], [], [], []
             for im in s.images:
                 rgb, lab = resized_image_and_labels(im, s.cat_to_label, img_size, patch)
                 imgs.append(rgb)
@@ -147,10 +183,12 @@ class ProbeData:
                 c, cl = instance_crops(im, s.cat_to_label, crop_size)
                 crops += c
                 crop_labels += cl
+                boxes.append(instance_boxes(im))
             self.splits[s.split] = dict(
                 images=np.stack(imgs), labels=torch.from_numpy(np.stack(labels)),
                 crops=np.stack(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
-                crop_labels=torch.tensor(crop_labels, dtype=torch.long))
+                crop_labels=torch.tensor(crop_labels, dtype=torch.long),
+                box_samples=box_samples(boxes, img_size // patch))
 
     def describe(self) -> Dict[str, object]:
         out = dict(classes=self.classes, img_size=self.img_size, patch=self.patch, crop_size=self.crop_size)
@@ -158,15 +196,19 @@ class ProbeData:
             lab = s['labels']
             out[name] = dict(images=len(s['images']), patches=int((lab != IGNORE).sum()),
                              background_fraction=float((lab == 0).sum()) / max(int((lab != IGNORE).sum()), 1),
-                             instances=len(s['crop_labels']))
+                             instances=len(s['crop_labels']), box_instances=s['box_samples'].num_instances,
+                             box_pairs=len(s['box_samples']))
         return out
 
 
 def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k: int = 20,
               epochs: int = 20) -> Dict[str, object]:
-    """Both probes for one encoder: ``patch`` (linear per-patch mIoU on val) and ``crop_knn`` (weighted k-NN
-    top-1 of instance crops, feature = mean of the crop's patch features)."""
+    """Every probe for one encoder: ``patch`` (linear per-patch mIoU on val), ``foreground`` (the same, object vs
+    background), ``box`` (the localisation probe of :mod:`.box_probe`) and ``crop_knn`` (weighted k-NN top-1 of
+    instance crops, feature = mean of the crop's patch features)."""
     from projects.analysis.knn import knn_classify
+
+    from .box_probe import localisation_row
     tr, va = data.splits['train'], data.splits['val']
     ftr = encode_batches(encoder, tr['images'], mean, std)
     fva = encode_batches(encoder, va['images'], mean, std)
@@ -178,6 +220,11 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
     foreground = train_patch_probe(ftr.flatten(0, 1), _binary(ytr), img_index, fva.flatten(0, 1), _binary(yva), 2,
                                    epochs=epochs, seed=seed)
     row = dict(patch=patch, foreground=foreground, feature_dims=int(ftr.shape[-1]))
+    # the patch probe's hold-out images, so every probe of the row holds out the same ones
+    box = localisation_row(ftr, fva, tr['box_samples'], va['box_samples'], seed, epochs,
+                           images=torch.unique(img_index[ytr != IGNORE]))
+    if box is not None:
+        row['box'] = box
     if len(tr['crop_labels']) and len(va['crop_labels']):
         ctr = encode_batches(encoder, tr['crops'], mean, std).mean(1)
         cva = encode_batches(encoder, va['crops'], mean, std).mean(1)
@@ -192,7 +239,9 @@ def _binary(labels: torch.Tensor) -> torch.Tensor:
 
 
 def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> List[Dict[str, object]]:
-    """The two floors: predicting background everywhere, and the same probes on raw pixels."""
+    """The two floors: the trivial predictor of each measure (background everywhere; the most frequent class
+    for crops; the mean training box targets for the localisation probe), and the same probes on raw pixels."""
+    from .box_probe import constant_box_floor
     va = data.splits['val']
     background = dict(name='all background', patch=dict(miou=all_background_miou(va['labels'], data.num_classes)),
                       foreground=dict(miou=all_background_miou(_binary(va['labels']), 2)))
@@ -200,6 +249,8 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> L
     if len(va['crop_labels']):
         background['crop_knn'] = dict(top1=100.0 * float((va['crop_labels'] == majority).float().mean()),
                                       note='most frequent training class for every crop')
+    if len(data.splits['train']['box_samples']) and len(va['box_samples']):
+        background['box'] = constant_box_floor(data.splits['train']['box_samples'], va['box_samples'])
     raw = dict(name='raw pixels', **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs))
     return [background, raw]
 

@@ -10,7 +10,8 @@ from collections import defaultdict
 from typing import Dict, List, Optional
 
 COLUMNS = (('patch mIoU', 'patch_miou', 1.0), ('foreground mIoU', 'fg_miou', 1.0),
-           ('crop k-NN top-1', 'crop_knn_top1', 1.0),
+           ('crop k-NN top-1', 'crop_knn_top1', 1.0), ('box IoU (localisation)', 'box_iou', 1.0),
+           ('box IoU ≥ 0.5 rate', 'box_iou50', 1.0),
            ('AP box', 'bbox_mAP', 100.0), ('AP50 box', 'bbox_mAP_50', 100.0), ('AP mask', 'segm_mAP', 100.0),
            ('AP50 mask', 'segm_mAP_50', 100.0))
 
@@ -184,8 +185,11 @@ def build_report(wd: str, max_images: int = 3) -> str:
              f'{html.escape(summary["hardware"])}; {summary["minutes_all_stages"]} min of stages. '
              f'Pre-training {summary["iterations"]["pretrain"]} iterations, detection '
              f'{summary["iterations"]["detection"]}. Dense probes: linear per-patch classifier (mIoU over classes '
-             f'incl. background) and weighted k-NN on instance crops, frozen last-layer patch tokens at '
-             f'{summary["probe"]["img_size"]} px (docs/evidence.md).</p>',
+             f'incl. background), weighted k-NN on instance crops, and a linear localisation probe (distances '
+             f'to the four box edges from each patch inside an instance: mean IoU of the decoded boxes, and the '
+             f'share of instances whose median box reaches IoU 0.5; on the all-background row, the mean training '
+             f'targets), frozen last-layer patch tokens at {summary["probe"]["img_size"]} px '
+             f'(docs/evidence.md).</p>',
              f'<p class="note">{html.escape(summary["data"]["note"])}</p>', '<h2>Results</h2>',
              results_table(summary)]
     curves = loss_curves(wd)

@@ -56,6 +56,12 @@ def test_probe_of_pretraining_checkpoint_with_floors(checkpoints, coco, tmp_path
     for r in (ours, raw):
         assert 0.0 <= r['patch']['miou'] <= 100.0 and 0.0 <= r['crop_knn']['top1'] <= 100.0
     assert saved['data']['classes'] == ['ellipse', 'rectangle', 'triangle'] and saved['data']['val']['images'] == 2
+    # the localisation probe runs on every backbone row; the all-background row carries the constant predictor
+    for r in (ours, raw):
+        assert 0.0 <= r['box']['mean_iou'] <= 100.0 and 0.0 <= r['box']['iou50_rate'] <= 100.0
+        assert r['box']['pairs']['val'] == saved['data']['val']['box_pairs'] > 0
+    assert background['box']['note'].startswith('the mean training targets') and len(background['box']['targets']) == 4
+    assert 'box IoU' in _tool('tools/analysis/dense_probe.py').format_rows(saved)
 
 
 def test_teacher_features_are_the_ones_probed(checkpoints, coco):

@@ -1,5 +1,7 @@
-"""Dense frozen-feature probes of a backbone on a COCO-format folder: linear per-patch mIoU and k-NN on instance
-crops (projects/probes, docs/evidence.md), optionally with the floor rows (raw pixels, predict all background).
+"""Dense frozen-feature probes of a backbone on a COCO-format folder: linear per-patch mIoU, k-NN on instance
+crops and the localisation probe (box edges regressed from each patch inside an instance, scored by IoU)
+(projects/probes, docs/evidence.md), optionally with the floor rows (raw pixels; the trivial predictors: all
+background, the most frequent class, the mean box targets).
 
     python tools/analysis/dense_probe.py work_dirs/default_job/pretrain_posfield/iter_400.pth --coco data/demo/coco \\
         --out probe.json --floors
@@ -42,7 +44,9 @@ def parse_args(argv=None):
     p.add_argument('--without-cls', action='store_true',
                    help='run the backbone without its [CLS] token, as the detector does (automatic for backbone '
                         'files that have none)')
-    p.add_argument('--floors', action='store_true', help='add the floor rows: raw pixels and predict all background')
+    p.add_argument('--floors', action='store_true',
+                   help='add the floor rows: raw pixels, and the trivial predictors (all background; the mean '
+                        'training box targets for the localisation probe)')
     p.add_argument('--img-size', type=int, default=256, help='images are resized to this square size')
     p.add_argument('--crop-size', type=int, default=64, help='instance crops are resized to this square size')
     p.add_argument('--epochs', type=int, default=20, help='linear probe epochs')
@@ -104,13 +108,17 @@ def load_model(args):
 
 
 def format_rows(result) -> str:
-    lines = [f"{'backbone':<22} {'patch mIoU':>10} {'patch acc':>9} {'fg mIoU':>8} {'crop k-NN top1':>14}"]
+    lines = [f"{'backbone':<22} {'patch mIoU':>10} {'patch acc':>9} {'fg mIoU':>8} {'crop k-NN top1':>14} "
+             f"{'box IoU':>8} {'IoU>=0.5':>8}"]
+
+    def cell(v, width):
+        return f"{'' if v is None else f'{v:.2f}':>{width}}"
     for r in result['rows']:
-        acc = r['patch'].get('accuracy')
-        fg = (r.get('foreground') or {}).get('miou')
-        knn = (r.get('crop_knn') or {}).get('top1')
-        lines.append(f"{r['name']:<22} {r['patch']['miou']:>10.2f} {'' if acc is None else f'{acc:.2f}':>9} "
-                     f"{'' if fg is None else f'{fg:.2f}':>8} {'' if knn is None else f'{knn:.2f}':>14}")
+        box = r.get('box') or {}
+        lines.append(f"{r['name']:<22} {r['patch']['miou']:>10.2f} {cell(r['patch'].get('accuracy'), 9)} "
+                     f"{cell((r.get('foreground') or {}).get('miou'), 8)} "
+                     f"{cell((r.get('crop_knn') or {}).get('top1'), 14)} {cell(box.get('mean_iou'), 8)} "
+                     f"{cell(box.get('iou50_rate'), 8)}")
     return '\n'.join(lines)
 
 
