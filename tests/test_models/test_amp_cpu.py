@@ -5,7 +5,6 @@ import copy
 import random
 
 import numpy as np
-import pytest
 import torch
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
