@@ -111,9 +111,9 @@ def apply_cpu_tuning(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    apply_cpu_tuning(args)  # before the model and the data exist
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
+    apply_cpu_tuning(args)  # before the model and the data exist
     if is_rank_zero():  # a run killed while writing a checkpoint left its temporary file behind
         for path in remove_stale_temporaries(cfg.work_dir) if osp.isdir(cfg.work_dir) else []:
             print(f'removed the stale temporary file {path} (a checkpoint write that was interrupted)')

@@ -64,6 +64,7 @@ _ONEDNN_LINEAR = None  # the oneDNN linear op once apply() found it usable
 _short_attention_tokens = 0  # SHORT_ATTENTION_TOKENS once applied
 _host_memory_kept = False
 _at_fork_registered = False
+_flop_formula_registered = False
 _functorch_transforms_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
@@ -83,11 +84,23 @@ def apply(host_memory: str = 'keep', onednn_linear: bool = True, short_attention
         for name, value in ONEDNN_CACHE_ENV.items():
             os.environ.setdefault(name, value)
     _ONEDNN_LINEAR = _onednn_op() if onednn_linear and os.environ.get('FAST_LINEAR', '1') != '0' else None
-    if _ONEDNN_LINEAR is not None and _ONEDNN_LINEAR not in flop_counter.flop_registry:
-        flop_counter.register_flop_formula(_ONEDNN_LINEAR)(_onednn_linear_flop)
+    if _ONEDNN_LINEAR is not None:
+        register_flop_formula()
     _short_attention_tokens = SHORT_ATTENTION_TOKENS if short_attention else 0
     return dict(host_memory='keep' if kept else 'release', onednn_linear=_ONEDNN_LINEAR is not None,
                 short_attention=bool(_short_attention_tokens))
+
+
+def register_flop_formula() -> None:
+    """Count the oneDNN linear op in ``torch.utils.flop_counter`` (``FlopCounterMode``, the benchmark's profiled
+    FLOPs) as it counts ``aten.addmm``; :func:`apply` calls it when it turns the op on."""
+    global _flop_formula_registered
+    if _flop_formula_registered:
+        return
+    op = _onednn_op()
+    if op is not None and op not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(op)(_onednn_linear_flop)
+    _flop_formula_registered = True
 
 
 def _onednn_op():

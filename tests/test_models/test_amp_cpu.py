@@ -1,11 +1,10 @@
-"""The mixed-precision path of the ViT-S pre-training config runs: a few PosFieldSSL.train_steps under bfloat16
-autocast on the CPU, with the real ViT-S backbone, neck (65536 prototypes), losses and optimiser, at small crops
-and batch."""
+"""The mixed-precision path of the ViT-S pre-training config runs: PosFieldSSL.train_steps under bfloat16 autocast on
+the CPU, with the config's ViT-S backbone, neck, losses and optimiser, at small crops and batch and with fewer
+prototypes."""
 import copy
 import random
 
 import numpy as np
-import pytest
 import torch
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
@@ -29,13 +28,14 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
         return stack
 
 
-@pytest.mark.parametrize('fused', [True, False])
-def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path, fused):
+def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path):
     bench = load_tool('tools/benchmarks/pretrain_benchmark.py')
     init_default_scope('mmpretrain')
     cfg = load_config(CONFIG)
     assert cfg.model.backbone.arch == 'ViT-S' and cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    cfg.model.backbone.fused = fused
+    # 4096 prototypes instead of 65536: the prototype layer's 16.8M parameters would be most of the step's
+    # optimiser, EMA and cast work on the CPU, and its products run the same code at any width
+    cfg.model.neck.num_prototypes = cfg.model.cls_head.loss.out_dim = cfg.model.head.loss.out_dim = 4096
     # 64 / 32 px crops (4 x 4 and 2 x 2 patches of 16 px), 2 local crops, 2 images a batch: the architecture,
     # heads, losses and optimiser of the config, a small fraction of its compute
     pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
@@ -47,7 +47,7 @@ def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path, fused):
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
-    batches = bench.build_batches(cfg, 3, 2)
+    batches = bench.build_batches(cfg, 2, 2)
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.set_train_length(max_iters=1000, iters_per_epoch=100)
@@ -61,7 +61,7 @@ def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path, fused):
     for batch in batches:
         logs = model.train_step(batch, optim_wrapper)
         assert logs and all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values()), logs
-        assert float(logs['loss']) > 0
+        assert float(logs['loss'].detach()) > 0
     handle.remove()
     assert seen_dtypes == {torch.bfloat16}  # the products ran in bfloat16
     after = dict(model.named_parameters())

@@ -286,10 +286,11 @@ class PhaseTimer:
 def profiled_flops(name: str, shapes) -> Optional[int]:
     """FLOPs of one profiled call from its recorded input shapes, by the formula ``FlopCounterMode`` uses for the
     op (``torch.utils.flop_counter``: ``mm``, ``addmm``, ``bmm``, ...; the oneDNN linear op registers its own in
-    ``projects.common.cpu_tuning.apply``); None for an op without one."""
+    ``projects.common.cpu_tuning``); None for an op without one."""
     import torch
     from torch.utils import flop_counter
 
+    cpu_tuning.register_flop_formula()
     namespace, _, op = name.partition('::')
     try:
         formula = flop_counter.flop_registry.get(getattr(getattr(torch.ops, namespace), op))
