@@ -36,7 +36,7 @@ def smooth_image(seed, size=32):
 
 
 def params_for(n=1, **kw):
-    """Parameters of :meth:`MultiCropPhotometric.apply` with every operation off unless given."""
+    """Parameters of :meth:`MultiCropPhotometric.augment` with every operation off unless given."""
     p = {op: torch.zeros(n, dtype=torch.bool) for op in OPS}
     p.update({name: torch.ones(n) for name in ('brightness', 'contrast', 'saturation', 'sigma')})
     p.update(hue=torch.zeros(n), order=torch.arange(4).repeat(n, 1))
@@ -48,7 +48,7 @@ def params_for(n=1, **kw):
 def on_device(img_bgr, **kw):
     """One BGR uint8 image through the device op(s) -> float BGR 0-255 (H, W, 3)."""
     x = torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255
-    out = MultiCropPhotometric().apply(x, params_for(**kw))
+    out = MultiCropPhotometric().augment(x, params_for(**kw))
     return out[0].permute(1, 2, 0).numpy()[..., ::-1] * 255
 
 
@@ -89,8 +89,8 @@ def test_jitter_order_per_sample_equals_the_worker(monkeypatch, order):
     other = tuple(reversed(order))
     p = params_for(2, jitter=True, **factors)
     p['order'] = torch.tensor([order, other])
-    both = MultiCropPhotometric().apply(x, p)
-    alone = [MultiCropPhotometric().apply(x[:1], params_for(1, jitter=True, order=torch.tensor(o), **factors))
+    both = MultiCropPhotometric().augment(x, p)
+    alone = [MultiCropPhotometric().augment(x[:1], params_for(1, jitter=True, order=torch.tensor(o), **factors))
              for o in (order, other)]
     assert torch.allclose(both[0], alone[0][0], atol=1e-6) and torch.allclose(both[1], alone[1][0], atol=1e-6)
     assert not torch.allclose(both[0], both[1], atol=1e-3)
@@ -371,6 +371,7 @@ def test_data_preprocessor_augments_in_training_only_before_normalising():
                                     photometric=dict(type='MultiCropPhotometric', global_recipes=[gray_all],
                                                      local_recipe=gray_all))
     assert isinstance(pre.photometric, MultiCropPhotometric)
+    assert pre.apply(lambda module: None) is pre  # nn.Module.apply still walks the submodule
     train = pre(dict(inputs=views, data_samples=samples), True)['inputs']
     pixels = train.global_views * 2 + 100  # undo the normalisation
     assert torch.allclose(pixels, pixels[:, :1].expand_as(pixels), atol=1e-3)  # grayscale, then normalised

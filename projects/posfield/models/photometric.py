@@ -127,7 +127,7 @@ class MultiCropPhotometric(nn.Module):
         params['order'] = keys.argsort(dim=1)  # a uniform random permutation per sample
         return params
 
-    def apply(self, img: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def augment(self, img: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Augment RGB ``img`` ``(N, 3, H, W)`` in [0, 1] with the per-sample ``params`` of :meth:`sample_params`."""
 
         def per_sample(mask: torch.Tensor) -> torch.Tensor:
@@ -173,7 +173,7 @@ class MultiCropPhotometric(nn.Module):
         for start, stop in groups:
             img = torch.cat(list(views[start:stop]))[:, flip].float() / 255.0
             group_probs = probs[start:stop, None].expand(-1, batch, -1).reshape(-1, len(OPS))  # view-major
-            img = self.apply(img, self.sample_params(group_probs))
+            img = self.augment(img, self.sample_params(group_probs))
             out.extend((img[:, flip] * 255.0).split(batch))
         return out
 
