@@ -20,7 +20,8 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(pipeline=[  # the base pipeline at 64 / 32 px with 2 local crops (lists cannot be merged)
         dict(type='LoadRGBImage', on_error='skip'),
-        dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32),
+        dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32,
+             photometric=False),
         dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw'], meta_keys=['img_path']),
     ]))
 max_iters = 6

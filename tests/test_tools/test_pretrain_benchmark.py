@@ -1,4 +1,5 @@
 """tools/benchmarks/pretrain_benchmark.py: the real train_step on synthetic data, counted FLOPs, MFU, ratios."""
+import json
 import os.path as osp
 
 import pytest
@@ -47,6 +48,7 @@ def test_tiny_config_runs_real_train_step_with_flops_and_mfu():
     assert 0 < r['mfu'] <= 1
     assert set(r['phases_s']) == set(bench.PHASES) and r['phases_s']['backward'] > 0
     assert r['peak_rss_gib'] > 0 and r['max_foreign_cpu_frac'] >= 0 and r['minor_faults_per_step'] >= 0
+    assert r['photometric_s_per_batch'] > 0  # the device augmentation, applied to the pre-built batches
 
 
 def test_paired_ratios_are_within_round():
@@ -110,3 +112,48 @@ def test_every_pretraining_config_runs_its_real_train_step_on_synthetic_data(con
     r = bench.measure(osp.join(ROOT, config), arch='ViT-micro', batch_size=2, warmup=0, steps=1, threads=1,
                       flops=False)
     assert r['images_per_s'] > 0 and r['losses'] and all(v == v for v in r['losses'])
+
+
+FAKE_DINOV2 = """
+class DataAugmentationDINO:
+    def __init__(self, global_crops_scale, local_crops_scale, local_crops_number, global_crops_size=224,
+                 local_crops_size=96):
+        assert global_crops_size == 64 and local_crops_size == 32 and len(global_crops_scale) == 2
+        self.n = local_crops_number
+
+    def __call__(self, image):
+        crop = image.resize((8, 8))
+        return dict(global_crops=[crop, crop], local_crops=[crop] * self.n)
+"""
+
+
+def test_pipeline_mode_times_the_loader_of_both_paths_and_the_reference(tmp_path):
+    """A small --pipeline run: fields of the JSON, not timings (a stand-in DataAugmentationDINO)."""
+    package = tmp_path / 'ref' / 'src' / 'dinov2' / 'data'
+    package.mkdir(parents=True)
+    (package.parent / '__init__.py').write_text('')
+    (package / '__init__.py').write_text('')
+    (package / 'augmentations.py').write_text(FAKE_DINOV2)
+    images = bench.make_images(str(tmp_path / 'images'), n=3, size=(80, 60))
+    out = tmp_path / 'loader.json'
+    record = bench.main([TINY, '--pipeline', '--images', images, '--num-images', '3', '--warmup', '1', '--rounds', '1',
+                         '--reference', str(tmp_path / 'ref'), '--out', str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert record['mode'] == 'pipeline' and record['machine']['cpus'] >= 1 and record['date']
+    assert set(record['runs']) == {'ours', 'ours-worker-photometric', 'dinov2'}
+    for kind, (run, ) in record['runs'].items():
+        assert run['kind'] == kind and run['images'] == 3 and run['distinct_images'] == 3 and run['threads'] == 1
+        assert run['views_per_image'] == 4  # the smoke config: 2 global + 2 local views
+        assert run['cpu_s_per_image'] > 0 and run['images_per_cpu_s'] == pytest.approx(1 / run['cpu_s_per_image'])
+    pairs = {(r['run'], r['against']): r for r in record['ratios']}
+    assert set(pairs) == {('ours', 'ours-worker-photometric'), ('ours', 'dinov2'), ('ours-worker-photometric', 'dinov2')}
+    row = pairs['ours', 'dinov2']
+    assert row['rounds'] == 1 and row['cpu_per_image_ratio'] == pytest.approx(
+        record['runs']['ours'][0]['cpu_s_per_image'] / record['runs']['dinov2'][0]['cpu_s_per_image'])
+
+
+def test_pipeline_mode_arguments():
+    with pytest.raises(SystemExit):
+        bench.parse_args([TINY, DAGGER, '--pipeline'])
+    with pytest.raises(SystemExit, match='no DINOv2 source tree'):
+        bench.main([TINY, '--pipeline', '--num-images', '1', '--reference', '/nonexistent'])

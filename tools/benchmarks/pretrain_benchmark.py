@@ -31,7 +31,21 @@ What one of our runs does:
 The reference (``--reference DIR``): ``DIR/run_step.py`` with the DINOv2 source in ``DIR/src`` and a Python in
 ``DIR/venv`` (or ``--reference-python``); see docs/benchmarks.md. DINOv2's code is only run, never imported
 into this process or copied. Its timed span is the same: a pre-built batch through forward, backward,
-gradient clipping, AdamW, EMA and ``.item()``.
+gradient clipping, AdamW, EMA and ``.item()``. DINO's photometric augmentation, where a config runs it in the
+data preprocessor (``photometric``), is applied to our pre-built batches, timed apart
+(``photometric_s_per_batch``), as the reference's ``DataAugmentationDINO`` is part of building its batches.
+
+The loader (``--pipeline``): per image, the process CPU time (one thread) of the data-loader side, from the
+file to the whole multi-crop output of one image: ``ours`` is the config's train pipeline as it is (with
+``PosFieldMultiCrop(photometric=False)`` the workers decode, crop, resize and flip), ``ours-worker-photometric``
+the same pipeline with the photometric augmentation in the worker (``photometric=True``), and, with
+``--reference DIR``, ``dinov2``: PIL decoding and DINOv2's ``DataAugmentationDINO`` from ``DIR/src`` with the
+config's crop numbers, sizes and scales. Each run is a fresh process (with ``--reference-python`` or
+``DIR/venv/bin/python`` for DINOv2 when given or present, else this Python); the runs alternate per round and
+the ratios (CPU time per image of each run over each other's) are within-round medians.
+
+    python tools/benchmarks/pretrain_benchmark.py CONFIG --pipeline [--reference DINOV2_DIR]
+        [--images FOLDER] [--num-images 64] [--warmup 2] [--rounds 3] [--out loader.json]
 """
 import argparse
 import json
@@ -53,6 +67,7 @@ from projects.common import cpu_tuning  # noqa: E402
 from projects.common.cpu_tuning import HOST_MEMORY_CHOICES, KEEP_FREED_ENV  # noqa: E402
 
 PHASES = ('preprocess', 'forward', 'backward', 'optimizer', 'ema')
+PIPELINE_KINDS = ('ours', 'ours-worker-photometric', 'dinov2')
 # Runs the reference driver (argv[1]) as __main__ would, with the first (warm-up) step's forward_backward under
 # FlopCounterMode and a GEMM peak probe at the end, so the reference gets FLOPs and MFU counted as ours are.
 REFERENCE_WRAPPER = r"""
@@ -114,9 +129,21 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='config overrides for our runs (mmengine syntax)')
     p.add_argument('--out', help='write all runs and the ratios as JSON here')
+    p.add_argument('--pipeline', action='store_true',
+                   help='time the loader side (CPU per image, one thread) instead of the training step')
+    p.add_argument('--images', metavar='FOLDER', help='--pipeline: the images (default: synthetic 500x375 noise)')
+    p.add_argument('--num-images', type=int, default=64, help='--pipeline: timed images per run (after --warmup)')
     p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)  # one run of ours, JSON last line
+    p.add_argument('--pipeline-child', choices=PIPELINE_KINDS, help=argparse.SUPPRESS)
+    p.add_argument('--multicrop', type=json.loads, help=argparse.SUPPRESS)  # the crop settings, for dinov2
     p.add_argument('--data-root', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.pipeline:
+        if len(args.configs) != 1:
+            p.error(f'--pipeline takes one config (its train pipeline), got {len(args.configs)}')
+        if args.num_images < 1 or args.warmup < 0:
+            p.error('--pipeline needs --num-images >= 1 and --warmup >= 0')
+        return args
     args.device = args.device or ('cuda' if _cuda_available() else 'cpu')
     if args.amp != 'none' and not args.device.startswith('cuda'):
         p.error(f'--amp {args.amp} needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA-only); use --amp none')
@@ -363,6 +390,17 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         if dev.type == 'cuda':
             torch.cuda.synchronize(dev)
 
+    photometric = getattr(model.data_preprocessor, 'photometric', None)
+    photometric_s = []
+    if photometric is not None:  # part of building the batch, as DataAugmentationDINO is for the reference
+        model.data_preprocessor.photometric = None
+        for batch in batches:
+            sync()
+            t0 = time.perf_counter()
+            batch['inputs'] = photometric(model.data_preprocessor.cast_data(batch['inputs']))
+            sync()
+            photometric_s.append(time.perf_counter() - t0)
+
     timer = PhaseTimer(sync)
     timer.wrap(model.data_preprocessor, 'forward', 'preprocess')
     timer.wrap(optim_wrapper, 'backward', 'backward')
@@ -404,6 +442,8 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         minor_faults_per_step=statistics.median(r['minor_faults'] for r in timed),
         losses=[r['loss'] for r in records],
         data='synthetic random-noise 500x375 JPEGs' if tmp is not None else data_root)
+    if photometric_s:
+        result['photometric_s_per_batch'] = statistics.median(photometric_s[1:] or photometric_s)
     result['peak_rss_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before the count
     if dev.type == 'cuda':
         result['cuda_max_allocated_gib'] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
@@ -418,6 +458,139 @@ def measure(config: str, arch=None, batch_size=None, warmup=2, steps=7, device='
         result.update(flops_per_step=step_flops, flops_per_image=step_flops / batch_size,
                       achieved_flops_per_s=achieved, matmul_peak=peak, mfu=achieved / peak['flops_per_s'])
     return result
+
+
+# ----------------------------------------------------------------------------------------------- the loader
+def _multicrop_of(pipeline: list, config: str) -> dict:
+    crops = [t for t in pipeline if isinstance(t, dict) and t.get('type') == 'PosFieldMultiCrop']
+    if len(crops) != 1:
+        raise SystemExit(f'--pipeline: {config} has {len(crops)} PosFieldMultiCrop transforms in its train '
+                         'pipeline; expected one')
+    return crops[0]
+
+
+def image_files(folder: str) -> List[str]:
+    exts = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+    files = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(exts))
+    if not files:
+        raise SystemExit(f'--images {folder}: no image files ({", ".join(exts)})')
+    return files
+
+
+def loader_cpu(kind: str, config: str, images: str, num_images: int, warmup: int,
+               reference_src: Optional[str] = None, multicrop: Optional[dict] = None) -> dict:
+    """One run of the loader side in this process: CPU seconds per image (one thread), the whole multi-crop
+    output of each image, from its file."""
+    import copy
+
+    import cv2
+    import torch
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    files = image_files(images)
+    if kind == 'dinov2':
+        from PIL import Image
+        sys.path.insert(0, reference_src)
+        from dinov2.data.augmentations import DataAugmentationDINO  # the reference's code, run as it ships
+        crop = multicrop or {}  # our config's crop numbers, sizes and scales (read by the driver)
+        augment = DataAugmentationDINO(
+            crop.get('global_crops_scale', (0.32, 1.0)), crop.get('local_crops_scale', (0.05, 0.32)),
+            crop.get('local_crops_number', 8), global_crops_size=crop.get('global_crops_size', 224),
+            local_crops_size=crop.get('local_crops_size', 96))
+
+        def load(path):  # DINOv2's decoder: PIL, converted to RGB
+            with open(path, 'rb') as f:
+                img = Image.open(f).convert('RGB')
+            out = augment(img)
+            return len(out['global_crops']) + len(out['local_crops'])
+    else:
+        from mmcv.transforms import Compose
+        from mmengine.registry import init_default_scope
+
+        from projects.common.runner_setup import load_config
+        cfg = load_config(config)
+        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+        pipeline = copy.deepcopy(train_pipeline_of(cfg.train_dataloader.dataset))
+        crop = _multicrop_of(pipeline, config)
+        if kind == 'ours-worker-photometric':
+            crop['photometric'] = True
+        transform = Compose(pipeline)
+
+        def load(path):
+            out = transform(dict(img_path=path))
+            if out is None:
+                raise SystemExit(f'--pipeline: the pipeline skipped {path}')
+            return len(out['inputs'])
+    order = [files[i % len(files)] for i in range(warmup + num_images)]
+    views = [load(path) for path in order[:warmup]]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    views = [load(path) for path in order[warmup:]]
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return dict(kind=kind, images=num_images, distinct_images=min(len(files), num_images), views_per_image=views[0],
+                cpu_s_per_image=cpu / num_images, wall_s_per_image=wall / num_images,
+                images_per_cpu_s=num_images / cpu, threads=1, data=images)
+
+
+def run_pipeline_benchmark(args) -> dict:
+    """Alternating rounds of the loader runs; ratios of CPU time per image within each round."""
+    config = osp.abspath(args.configs[0])
+    kinds = ['ours', 'ours-worker-photometric']
+    if args.reference:
+        src = osp.join(osp.abspath(args.reference), 'src')
+        if not osp.isdir(osp.join(src, 'dinov2')):
+            raise SystemExit(f'--reference {args.reference}: no DINOv2 source tree at {src} (docs/benchmarks.md)')
+        kinds.append('dinov2')
+    from projects.common.runner_setup import load_config
+    crop = _multicrop_of(train_pipeline_of(load_config(config).train_dataloader.dataset), config)
+    crop = {k: v for k, v in crop.items() if k.startswith(('global_crops', 'local_crops'))}
+    tmp = None
+    images = args.images
+    if images is None:
+        tmp = tempfile.TemporaryDirectory(prefix='bench_loader_imgs_')
+        images = make_images(tmp.name, n=min(args.num_images, 64))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''),
+               OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    head = [osp.abspath(__file__), config, '--pipeline', '--images', osp.abspath(images), '--num-images',
+            str(args.num_images), '--warmup', str(args.warmup)]
+    venv_python = osp.join(osp.abspath(args.reference), 'venv', 'bin', 'python') if args.reference else None
+    runs: Dict[str, List[dict]] = {}
+    try:
+        for rnd in range(args.rounds):
+            for kind in kinds:
+                python = sys.executable
+                cmd_tail = ['--pipeline-child', kind]
+                if kind == 'dinov2':
+                    python = args.reference_python or (venv_python if osp.exists(venv_python) else sys.executable)
+                    cmd_tail += ['--reference', osp.abspath(args.reference), '--multicrop', json.dumps(crop)]
+                result = _run([python, *head, *cmd_tail], env, f'round {rnd + 1}/{args.rounds} {kind}')
+                result['round'] = rnd
+                runs.setdefault(kind, []).append(result)
+                print(f"[bench]   {result['cpu_s_per_image'] * 1e3:.2f} ms CPU per image, "
+                      f"{result['images_per_cpu_s']:.1f} img/s per core", flush=True)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    ratios = []
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            pairs = list(zip(runs[a], runs[b]))
+            ratios.append(dict(run=a, against=b, rounds=len(pairs), cpu_per_image_ratio=statistics.median(
+                x['cpu_s_per_image'] / y['cpu_s_per_image'] for x, y in pairs)))
+    print(f"\n{'run':<26} {'ms CPU/img (per round)':<32} {'img/s per core':>14}")
+    for kind, rs in runs.items():
+        per_round = ', '.join('%.2f' % (r['cpu_s_per_image'] * 1e3) for r in rs)
+        print(f"{kind:<26} {per_round:<32} {statistics.median(r['images_per_cpu_s'] for r in rs):>14.1f}")
+    for row in ratios:
+        print(f"{row['run']} / {row['against']}: CPU per image x{row['cpu_per_image_ratio']:.3f} "
+              '(median of within-round ratios)')
+    record = dict(mode='pipeline', argv=list(args.argv), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+                  machine=machine_info(), config=config, images=args.images or 'synthetic random-noise 500x375 JPEGs',
+                  runs=runs, ratios=ratios)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(record, f, indent=2)
+        print(f'[bench] wrote {args.out}')
+    return record
 
 
 # ----------------------------------------------------------------------------------------------- the driver
@@ -542,6 +715,14 @@ def print_report(runs: Dict[str, List[dict]], ratios: List[dict]) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.pipeline_child:  # one loader run; the JSON is the last line
+        src = osp.join(osp.abspath(args.reference), 'src') if args.reference else None
+        print(json.dumps(loader_cpu(args.pipeline_child, args.configs[0], args.images, args.num_images, args.warmup,
+                                    src, args.multicrop)))
+        return None
+    if args.pipeline:
+        return run_pipeline_benchmark(args)
     cfg_options = _parse_cfg_options(args.cfg_options) if args.cfg_options else None
     if args.child:  # one run of ours; the JSON is the last line
         # before anything large is built, as train.py does: the CPU tuning where the run is on the CPU

@@ -5,9 +5,10 @@ model = dict(
     type='PosFieldSSL',
     # Builds the multi-view batch: canvas placement (default Beta(2,5), aspect kept) and masks (default: half
     # of the global views masked, ratio 0.1-0.5, content:position 50:50 per image, block / cross-wise); the
-    # defaults live in projects/posfield/models/data_preprocessor.py and utils/pos_field.py.
+    # defaults live in projects/posfield/models/data_preprocessor.py and utils/pos_field.py. DINO's photometric
+    # augmentation runs here, batched on the device (the pipelines' PosFieldMultiCrop has photometric=False).
     data_preprocessor=dict(type='MultiViewDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], to_rgb=True),
+                           std=[58.395, 57.12, 57.375], to_rgb=True, photometric=dict(type='MultiCropPhotometric')),
     backbone=dict(type='PosFieldViT', arch='ViT-S', patch_size=16, img_size=224, pos_embed_type='field',
                   pos_field=dict(field_size=50, mode='learnable'), layer_scale_init_value=1e-5,
                   # DINOv2's rule: every block drops with the full rate (not mmpretrain's linear ramp from 0),

@@ -6,3 +6,4 @@ from .losses import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
 from .utils import PositionField  # noqa: F401
 from .data_preprocessor import MultiViewBatch, MultiViewDataPreprocessor  # noqa: F401
+from .photometric import MultiCropPhotometric  # noqa: F401

@@ -63,6 +63,8 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
         num_global_views: default: the leading views that share the first view's size.
         seed: a fixed random stream (tests); by default each batch draws from numpy's global state, which
             mmengine seeds per rank.
+        photometric: a module config (e.g. ``dict(type='MultiCropPhotometric')``, DINO's recipe) that augments the
+            views on the device before normalisation, in training only; for ``PosFieldMultiCrop(photometric=False)``.
 
     The input is mmpretrain's ``PackInputs`` output collated by ``default_collate``: ``inputs`` a list of V
     ``(B, 3, H, W)`` view batches, data samples with ``crop_boxes`` (V, 4), ``view_flips`` (V,) and
@@ -72,8 +74,10 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
     def __init__(self, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                  to_rgb: bool = False, placement: Optional[dict] = None, crop_aligned: bool = True,
                  masking: Optional[dict] = None, patch_size: Optional[int] = None,
-                 num_global_views: Optional[int] = None, seed: Optional[int] = None, **kwargs):
+                 num_global_views: Optional[int] = None, seed: Optional[int] = None,
+                 photometric: Optional[dict] = None, **kwargs):
         super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
+        self.photometric = MODELS.build(photometric) if photometric is not None else None
         self.placement = dict(DEFAULT_PLACEMENT if placement is None else placement)
         if self.placement.get('mode', 'beta') not in PLACEMENT_MODES:
             raise ValueError(f"data_preprocessor.placement.mode must be one of {PLACEMENT_MODES}, got "
@@ -92,6 +96,8 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
         return self._rng if self._rng is not None else np.random.default_rng(np.random.randint(2**31))
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        if training and self.photometric is not None:  # on the device, on the 0-255 views before normalisation
+            data = {**data, 'inputs': self.photometric(self.cast_data(data['inputs']), self.num_global_views)}
         data = super().forward(data, training)
         views, samples = data['inputs'], data['data_samples']
         if not isinstance(views, (list, tuple)) or len(views) < 2:

@@ -59,9 +59,12 @@ class PosFieldMultiCrop(BaseTransform):
     """Global and local views of one image, each with the box it was cut from and its flip.
 
     Each view: a RandomResizedCrop box in source pixels, resized to the view size, flipped with
-    ``flip_prob``. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
-    transforms: ``global_transforms`` is a list of pipelines used for global views in turn,
-    ``local_transforms`` one pipeline for the locals; ``[]`` disables them.
+    ``flip_prob``. With ``photometric=True``, photometric augmentation (DINO's recipe by default) runs per
+    view here, in the worker, through mmpretrain transforms: ``global_transforms`` is a list of pipelines used
+    for global views in turn, ``local_transforms`` one pipeline for the locals; ``[]`` disables them. With
+    ``photometric=False`` the worker only crops, resizes and flips, and the same recipe runs batched on the
+    model's device (:class:`~projects.posfield.models.photometric.MultiCropPhotometric`, the data
+    preprocessor's ``photometric`` argument); ``global_transforms`` / ``local_transforms`` are then not allowed.
 
     Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``crop_boxes`` float32 (V, 4): each view's
     box ``(x0, y0, x1, y1)`` as fractions of the source image, ``view_flips`` bool (V,), ``source_hw``
@@ -75,7 +78,8 @@ class PosFieldMultiCrop(BaseTransform):
                  local_crops_size: int = 96, local_crops_scale: Tuple[float, float] = (0.05, 0.32),
                  ratio: Tuple[float, float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
                  global_transforms: Optional[Sequence[Sequence[dict]]] = None,
-                 local_transforms: Optional[Sequence[dict]] = None, seed: Optional[int] = None):
+                 local_transforms: Optional[Sequence[dict]] = None, photometric: bool = True,
+                 seed: Optional[int] = None):
         if global_crops_number < 1:
             raise ValueError(f'global_crops_number must be >= 1, got {global_crops_number}')
         self.global_crops_number = global_crops_number
@@ -86,6 +90,12 @@ class PosFieldMultiCrop(BaseTransform):
         self.local_crops_scale = tuple(local_crops_scale)
         self.ratio = tuple(ratio)
         self.flip_prob = flip_prob
+        if not photometric:
+            if global_transforms or local_transforms:
+                raise ValueError('PosFieldMultiCrop: photometric=False (the augmentation runs on the device) '
+                                 'takes no global_transforms / local_transforms')
+            global_transforms, local_transforms = [], []
+        self.photometric = photometric
         global_transforms = DINO_GLOBAL_TRANSFORMS if global_transforms is None else global_transforms
         local_transforms = DINO_LOCAL_TRANSFORMS if local_transforms is None else local_transforms
         # mmcv's Compose (and RandomApply inside it) builds from the *default scope's* registry; built with no
