@@ -143,7 +143,7 @@ def test_aggregate_mean_std_and_paired_differences():
 
 
 def test_iteration_lines_are_parsed():
-    job = _load_job()
+    from projects.common import jobs as job
     m = job.ITER_RE.search('11/30 06:00:01 - mmengine - INFO - Iter(train) [ 20/400]  base_lr: 1.0e-03 lr: ...')
     assert m.groups() == ('train', '20', '400')
 
