@@ -125,6 +125,9 @@ def _accepts_keyword(obj: Callable, name: str) -> Optional[bool]:
     return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
 
 
+# Keys that the code building a dict reads itself instead of passing them to its type: mmengine's registry takes
+# _scope_, the optimizer-wrapper constructor takes constructor / paramwise_cfg / optimizer.
+_BUILDER_KEYS = {'': {'_scope_'}, 'optim_wrapper': {'constructor', 'paramwise_cfg', 'optimizer'}}
 # The loops mmengine's Runner builds for a loop config without ``type`` (``build_train_loop`` & co.), by by_epoch.
 _IMPLICIT_LOOPS = {'train_cfg': ('IterBasedTrainLoop', 'EpochBasedTrainLoop'), 'val_cfg': ('ValLoop', 'ValLoop'),
                    'test_cfg': ('TestLoop', 'TestLoop')}
@@ -173,6 +176,8 @@ def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[s
             built = flat.get(f'{parent}.type') if parent and not absent else None
             if built is None and parent in _IMPLICIT_LOOPS and not absent and leaf != 'by_epoch':
                 built = _IMPLICIT_LOOPS[parent][bool(flat.get(f'{parent}.by_epoch'))]
+            if built is not None and leaf in _BUILDER_KEYS[''] | _BUILDER_KEYS.get(parent, set()):
+                continue  # read by the builder, e.g. optim_wrapper.paramwise_cfg
             if built is not None:
                 target = _find_class(built, scope)
                 accepts = _accepts_keyword(target, leaf) if target is not None else None
