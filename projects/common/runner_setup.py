@@ -73,6 +73,8 @@ def _type_error(key: str, value: Any, old: Any, filename: str) -> Optional[str]:
     given = type(value)
     if kind is bool:
         ok = given is bool or (given is int and value in (0, 1))
+    elif given in (list, tuple):
+        ok = True  # many sizes are an int or a pair: img_size=64 or img_size=[64,96]
     elif kind is int:
         ok = given is int or (given is float and value == value and abs(value) != float('inf'))
     else:
@@ -141,7 +143,8 @@ def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[s
       raises :class:`ConfigOptionError` naming the key, the value and the type expected; otherwise it fails
       deep inside the run (``int('abc')`` in the loop, ``'fast' * 0.1`` in the scheduler). Checked where the
       config holds a bool, an int or a float. An int key also takes a float: ``max_iters=1e5``, and a threshold
-      the config disables with an int (``ignore_iof_thr=-1``) may be given a fraction.
+      the config disables with an int (``ignore_iof_thr=-1``) may be given a fraction; a number key takes a list
+      or tuple (``img_size=[64,96]``: many sizes are an int or a pair); any key takes ``None``.
     * A new key inside a dict with a ``type`` becomes a keyword argument of that type when it is built: when the
       type does not take it (``train_cfg.max_iter=2`` for ``IterBasedTrainLoop``) that build would fail, so it
       raises now with the nearest existing keys; a keyword the type takes (``train_cfg.val_begin``) is fine.

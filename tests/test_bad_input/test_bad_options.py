@@ -92,6 +92,7 @@ def test_value_of_the_wrong_type_stops_the_tool_before_the_runner_is_built(tmp_p
     ({'randomness.seed': None}, ('randomness.seed', None)),
     ({'train_dataloader.pin_memory': 1}, ('train_dataloader.pin_memory', 1)),
     ({'model.backbone.arch': 'small'}, ('model.backbone.arch', 'small')),  # strings are not checked
+    ({'model.backbone.img_size': [64, 96]}, ('model.backbone.img_size', [64, 96])),  # an int or a pair
 ])
 def test_values_of_compatible_types_are_accepted(options, expected):
     cfg = load_config(TINY_PRETRAIN, options)
