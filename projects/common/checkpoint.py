@@ -22,6 +22,7 @@ mid-write leaves a truncated ``epoch_N.pth``/``iter_N.pth`` that ``--resume auto
 over the target, so a checkpoint is either the old one or the complete new one. The file gets the mode a
 plain ``open()`` would give it (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``. A kill between the
 two steps leaves ``.NAME.XXXX.tmp``; :func:`remove_stale_temporaries` deletes those when the next run starts.
+A write that fails (a full disk) raises :class:`FileWriteError` naming the file, with the target unchanged.
 """
 from __future__ import annotations
 

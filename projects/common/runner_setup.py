@@ -73,6 +73,8 @@ def _type_error(key: str, value: Any, old: Any, filename: str) -> Optional[str]:
     given = type(value)
     if kind is bool:
         ok = given is bool or (given is int and value in (0, 1))
+    elif given in (list, tuple):
+        ok = True  # many sizes are an int or a pair: img_size=64 or img_size=[64,96]
     elif kind is int:
         ok = given is int or (given is float and value == value and abs(value) != float('inf'))
     else:
@@ -125,6 +127,9 @@ def _accepts_keyword(obj: Callable, name: str) -> Optional[bool]:
     return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
 
 
+# Keys that the code building a dict reads itself instead of passing them to its type: mmengine's registry takes
+# _scope_, the optimizer-wrapper constructor takes constructor / paramwise_cfg / optimizer.
+_BUILDER_KEYS = {'': {'_scope_'}, 'optim_wrapper': {'constructor', 'paramwise_cfg', 'optimizer'}}
 # The loops mmengine's Runner builds for a loop config without ``type`` (``build_train_loop`` & co.), by by_epoch.
 _IMPLICIT_LOOPS = {'train_cfg': ('IterBasedTrainLoop', 'EpochBasedTrainLoop'), 'val_cfg': ('ValLoop', 'ValLoop'),
                    'test_cfg': ('TestLoop', 'TestLoop')}
@@ -138,7 +143,8 @@ def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[s
       raises :class:`ConfigOptionError` naming the key, the value and the type expected; otherwise it fails
       deep inside the run (``int('abc')`` in the loop, ``'fast' * 0.1`` in the scheduler). Checked where the
       config holds a bool, an int or a float. An int key also takes a float: ``max_iters=1e5``, and a threshold
-      the config disables with an int (``ignore_iof_thr=-1``) may be given a fraction.
+      the config disables with an int (``ignore_iof_thr=-1``) may be given a fraction; a number key takes a list
+      or tuple (``img_size=[64,96]``: many sizes are an int or a pair); any key takes ``None``.
     * A new key inside a dict with a ``type`` becomes a keyword argument of that type when it is built: when the
       type does not take it (``train_cfg.max_iter=2`` for ``IterBasedTrainLoop``) that build would fail, so it
       raises now with the nearest existing keys; a keyword the type takes (``train_cfg.val_begin``) is fine.
@@ -173,6 +179,8 @@ def check_cfg_options(cfg, cfg_options: Dict[str, Any], filename: str) -> List[s
             built = flat.get(f'{parent}.type') if parent and not absent else None
             if built is None and parent in _IMPLICIT_LOOPS and not absent and leaf != 'by_epoch':
                 built = _IMPLICIT_LOOPS[parent][bool(flat.get(f'{parent}.by_epoch'))]
+            if built is not None and leaf in _BUILDER_KEYS[''] | _BUILDER_KEYS.get(parent, set()):
+                continue  # read by the builder, e.g. optim_wrapper.paramwise_cfg
             if built is not None:
                 target = _find_class(built, scope)
                 accepts = _accepts_keyword(target, leaf) if target is not None else None

@@ -45,9 +45,14 @@ def test_misspelt_keyword_of_a_loop_without_type_is_an_error(tmp_path):
         load_config(str(path), {'train_cfg.max_epoch': 2})
 
 
-def test_new_keyword_that_the_built_type_takes_is_silent(recwarn):
-    cfg = load_config(TINY_PRETRAIN, {'train_cfg.val_begin': 2})  # IterBasedTrainLoop(val_begin=...)
-    assert cfg.train_cfg.val_begin == 2
+def test_new_keyword_that_the_built_type_takes_is_silent(recwarn, tmp_path):
+    cfg = load_config(TINY_PRETRAIN, {'train_cfg.val_begin': 2,  # IterBasedTrainLoop(val_begin=...)
+                                      'optim_wrapper.accumulative_counts': 2})  # OptimWrapper(accumulative_counts=)
+    assert cfg.train_cfg.val_begin == 2 and cfg.optim_wrapper.accumulative_counts == 2
+    path = tmp_path / 'plain.py'
+    path.write_text("optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))\n")
+    cfg = load_config(str(path), {'optim_wrapper.paramwise_cfg': {'bias_decay_mult': 0.0}})  # the constructor's
+    assert cfg.optim_wrapper.paramwise_cfg.bias_decay_mult == 0.0
     assert not [w for w in recwarn if issubclass(w.category, ConfigOptionWarning)]
 
 
@@ -87,6 +92,7 @@ def test_value_of_the_wrong_type_stops_the_tool_before_the_runner_is_built(tmp_p
     ({'randomness.seed': None}, ('randomness.seed', None)),
     ({'train_dataloader.pin_memory': 1}, ('train_dataloader.pin_memory', 1)),
     ({'model.backbone.arch': 'small'}, ('model.backbone.arch', 'small')),  # strings are not checked
+    ({'model.backbone.img_size': [64, 96]}, ('model.backbone.img_size', [64, 96])),  # an int or a pair
 ])
 def test_values_of_compatible_types_are_accepted(options, expected):
     cfg = load_config(TINY_PRETRAIN, options)
