@@ -80,3 +80,10 @@ def test_pipeline_to_model_inputs(tmp_path):
     assert [tuple(v.shape) for v in views.local_views] == [(6, 3, 16, 16)]
     assert tuple(views.global_boxes.shape) == (4, 4) and tuple(views.local_boxes[0].shape) == (6, 4)
     assert tuple(views.content_masks.shape) == (4, 4, 4) and (views.content_masks | views.pos_masks).any()
+
+
+def test_rgb_photo_comes_back_as_exactly_its_bgr_bytes(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / 'c.png')
+    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'c.png')))
+    assert np.array_equal(out['img'], rgb[..., ::-1]) and out['img'].flags.c_contiguous

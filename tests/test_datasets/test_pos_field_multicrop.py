@@ -57,3 +57,12 @@ def test_crop_box_sampler_stays_inside_and_falls_back():
     for _ in range(200):
         x0, y0, x1, y1 = sample_crop_box(rng, 30, 500, (0.05, 1.0), (3 / 4, 4 / 3))
         assert 0 <= x0 < x1 <= 500 and 0 <= y0 < y1 <= 30
+
+
+def test_flipped_views_are_the_mirrored_crops():
+    """A flipped view is exactly the unflipped view of the same box mirrored (same seed, flip forced)."""
+    img = np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    flipped, plain = make(7, flip_prob=1.0)(dict(img=img.copy())), make(7, flip_prob=0.0)(dict(img=img.copy()))
+    assert np.array_equal(flipped['crop_boxes'], plain['crop_boxes']) and flipped['view_flips'].all()
+    for a, b in zip(flipped['img'], plain['img']):
+        assert np.array_equal(a, b[:, ::-1]) and a.flags.c_contiguous

@@ -2,6 +2,7 @@
 import warnings
 from typing import Optional, Set
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
@@ -119,7 +120,7 @@ class LoadRGBImage(BaseTransform):
         h, w = rgb.shape[:2]
         if self.min_size and min(h, w) < self.min_size:
             return self._fail(path, f'{w}x{h} px is smaller than min_size={self.min_size} (shorter side)')
-        img = np.ascontiguousarray(rgb[..., ::-1])
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # the same bytes as rgb[..., ::-1], without a strided copy
         results['img'] = img
         results['img_shape'] = (h, w)
         results['ori_shape'] = (h, w)

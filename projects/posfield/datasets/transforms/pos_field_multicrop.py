@@ -117,8 +117,8 @@ class PosFieldMultiCrop(BaseTransform):
         interp = cv2.INTER_AREA if (x1 - x0) > size else cv2.INTER_LINEAR
         view = cv2.resize(crop, (size, size), interpolation=interp)
         flip = bool(rng.random() < self.flip_prob)
-        if flip:
-            view = view[:, ::-1]
+        if flip:  # one contiguous copy; numpy's copy of a reversed-stride view is many times slower
+            view = cv2.flip(view, 1)
         view = pipeline(dict(img=np.ascontiguousarray(view)))['img']
         return view, (x0 / width, y0 / height, x1 / width, y1 / height), flip
 
