@@ -220,6 +220,10 @@ def test_train_step_equals_the_step_with_plain_mmpretrain_layers(tmp_path, monke
     init_default_scope('mmpretrain')
     cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
     cfg.model.backbone.drop_path_rate = 0.3
+    # KoLeo's -log(nearest distance) of the near-coincident [CLS] tokens at DINOv2's initialisation ([CLS] token
+    # ~ N(0, 1e-6)) amplifies float32 rounding beyond this comparison's tolerances; both runs share its code, and
+    # its gradients are compared with a plain reference in test_pos_field_ssl.py
+    cfg.model.koleo_weight = 0.0
     # mmpretrain's plain layers draw as mmcv's DropPath does, which 'bernoulli' reproduces draw for draw (the
     # configs' 'dinov2' rule has the same expectation, tested above, with other draws)
     cfg.model.backbone.drop_path_mode = 'bernoulli'
