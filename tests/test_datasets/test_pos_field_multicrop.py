@@ -57,3 +57,18 @@ def test_crop_box_sampler_stays_inside_and_falls_back():
     for _ in range(200):
         x0, y0, x1, y1 = sample_crop_box(rng, 30, 500, (0.05, 1.0), (3 / 4, 4 / 3))
         assert 0 <= x0 < x1 <= 500 and 0 <= y0 < y1 <= 30
+
+
+def test_views_are_dinov2s_bicubic_resized_crops():
+    """DINOv2 resizes with torchvision's RandomResizedCrop(interpolation=BICUBIC) on PIL images: each view equals
+    torchvision's resized_crop of its recorded box (then its flip) within one grey level."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    img = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.uint8)
+    out = make(3)(dict(img=img))
+    for view, box, flip in zip(out['img'], out['crop_boxes'], out['view_flips']):
+        x0, y0, x1, y1 = (int(round(v)) for v in (box[0] * W, box[1] * H, box[2] * W, box[3] * H))
+        ref = TF.resized_crop(Image.fromarray(img), y0, x0, y1 - y0, x1 - x0, [view.shape[0]] * 2,
+                              interpolation=TF.InterpolationMode.BICUBIC)
+        ref = np.asarray(ref)[:, ::-1] if flip else np.asarray(ref)
+        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 1

@@ -2,11 +2,11 @@
 import math
 from typing import List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import TRANSFORMS
+from PIL import Image
 
 
 def _jitter_gray():
@@ -58,8 +58,8 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: Tu
 class PosFieldMultiCrop(BaseTransform):
     """Global and local views of one image, each with the box it was cut from and its flip.
 
-    Each view: a RandomResizedCrop box in source pixels, resized to the view size, flipped with
-    ``flip_prob``. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
+    Each view: a RandomResizedCrop box in source pixels, resized to the view size (PIL bicubic, as DINOv2),
+    flipped with ``flip_prob``. Photometric augmentation (DINO's recipe by default) runs per view through mmpretrain
     transforms: ``global_transforms`` is a list of pipelines used for global views in turn,
     ``local_transforms`` one pipeline for the locals; ``[]`` disables them.
 
@@ -103,9 +103,9 @@ class PosFieldMultiCrop(BaseTransform):
     def _view(self, img, size, scale, rng, pipeline):
         height, width = img.shape[:2]
         x0, y0, x1, y1 = sample_crop_box(rng, height, width, scale, self.ratio)
-        crop = img[y0:y1, x0:x1]
-        interp = cv2.INTER_AREA if (x1 - x0) > size else cv2.INTER_LINEAR
-        view = cv2.resize(crop, (size, size), interpolation=interp)
+        # DINOv2's RandomResizedCrop(interpolation=BICUBIC) on a PIL image: crop, then PIL's (antialiased) bicubic
+        crop = Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1]))
+        view = np.asarray(crop.resize((size, size), Image.BICUBIC))
         flip = bool(rng.random() < self.flip_prob)
         if flip:
             view = view[:, ::-1]
