@@ -98,3 +98,36 @@ def test_content_ratio_extremes_and_errors():
         _batch(0, pos_mode='diagonal')
     with pytest.raises(ValueError, match='mask_unit'):
         _batch(0, mask_unit='batch')
+
+
+def _isolated(mask: np.ndarray) -> int:
+    """Masked patches with no masked 4-neighbour."""
+    padded = np.pad(mask, 1)
+    neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return int((mask & ~neighbours).sum())
+
+
+def test_block_masks_are_blocks_as_dinov2s_over_2000_masks():
+    """DINOv2's MaskingGenerator keeps placing (smaller) rectangles when fewer than min_num_patches remain, so
+    its masks are made of blocks to the last patch; only the top-up to the exact count is scattered."""
+    rng = np.random.default_rng(0)
+    masked = isolated = 0
+    for _ in range(2000):
+        n = int(14 * 14 * rng.uniform(0.1, 0.5))  # DINOv2's per-view count
+        mask = block_mask(rng, 14, 14, n)
+        masked += int(mask.sum())
+        isolated += _isolated(mask)
+    assert isolated / masked < 0.005
+
+
+def test_a_block_is_strictly_smaller_than_the_grid():
+    """MaskingGenerator._mask accepts a rectangle only if ``h < height`` and ``w < width``."""
+    from projects.posfield.datasets.transforms.masking import add_block
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        mask = np.zeros((14, 14), dtype=bool)
+        added = add_block(rng, mask, int(rng.integers(4, 197)))
+        rows, cols = np.nonzero(mask)
+        assert added == len(rows)
+        if added:
+            assert rows.max() - rows.min() + 1 < 14 and cols.max() - cols.min() + 1 < 14

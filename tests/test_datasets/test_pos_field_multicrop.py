@@ -66,3 +66,18 @@ def test_flipped_views_are_the_mirrored_crops():
     assert np.array_equal(flipped['crop_boxes'], plain['crop_boxes']) and flipped['view_flips'].all()
     for a, b in zip(flipped['img'], plain['img']):
         assert np.array_equal(a, b[:, ::-1]) and a.flags.c_contiguous
+
+
+def test_views_are_dinov2s_bicubic_resized_crops():
+    """DINOv2 resizes with torchvision's RandomResizedCrop(interpolation=BICUBIC) on PIL images: each view equals
+    torchvision's resized_crop of its recorded box (then its flip) within one grey level."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    img = (np.random.default_rng(0).random((H, W, 3)) * 255).astype(np.uint8)
+    out = make(3)(dict(img=img))
+    for view, box, flip in zip(out['img'], out['crop_boxes'], out['view_flips']):
+        x0, y0, x1, y1 = (int(round(v)) for v in (box[0] * W, box[1] * H, box[2] * W, box[3] * H))
+        ref = TF.resized_crop(Image.fromarray(img), y0, x0, y1 - y0, x1 - x0, [view.shape[0]] * 2,
+                              interpolation=TF.InterpolationMode.BICUBIC)
+        ref = np.asarray(ref)[:, ::-1] if flip else np.asarray(ref)
+        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 1

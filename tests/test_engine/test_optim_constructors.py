@@ -93,3 +93,55 @@ def test_one_constructor_gives_both_packages_the_same_scales():
         assert det_groups[name]['lr_scale'] == pytest.approx(pre_groups[name]['lr_scale']), name
         assert det_groups[name]['weight_decay'] == pytest.approx(pre_groups[name]['weight_decay']), name
     assert det_groups['backbone.patch_embed.projection.weight']['lr_scale'] == pytest.approx(0.6 ** 3 * 0.2)
+
+
+SCHEDULE = 'configs/_base_/schedules/posfield_adamw_100e.py'
+
+
+def _pretrain_wrapper(**optim_wrapper):
+    import torch
+    from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    init_default_scope('mmpretrain')
+    model = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
+    torch.manual_seed(0)
+    cfg = Config.fromfile(SCHEDULE).optim_wrapper
+    cfg.update(optim_wrapper)
+    cfg.optimizer.pop('fused', None)  # the plain AdamW loop: the same update
+    cfg.pop('loss_scale', None)  # AmpOptimWrapper's
+    constructor = dict(type=cfg.pop('constructor'), paramwise_cfg=cfg.pop('paramwise_cfg'), optim_wrapper_cfg=cfg)
+    return model, OPTIM_WRAPPER_CONSTRUCTORS.build(constructor)(model)
+
+
+def test_schedule_decays_tokens_and_positions_as_dinov2():
+    """DINOv2's param_groups.py exempts only biases, norms and layer-scale gammas (all 1-D here) from weight
+    decay: [CLS], the mask tokens and the position embedding / field decay at the schedule's rate."""
+    model, wrapper = _pretrain_wrapper(type='OptimWrapper')
+    groups = _groups_by_name(wrapper.optimizer)
+    base = Config.fromfile(SCHEDULE).optim_wrapper.optimizer.weight_decay
+    for name in ('backbone.cls_token', 'backbone.mask_token', 'backbone.cls_pos', 'backbone.pos_mask_token',
+                 'backbone.pos_field.field', 'backbone.layers.0.attn.qkv.weight', 'neck.mlp.0.weight',
+                 'neck.prototypes.parametrizations.weight.original0'):
+        assert groups[name]['weight_decay'] == pytest.approx(base), name
+    for name, group in groups.items():
+        if group['params'][0].ndim == 1:
+            assert group['weight_decay'] == 0.0, name  # biases, norms, layer scales
+
+
+def test_clip_grad_per_module_clips_backbone_and_head_on_their_own_norms():
+    """DINOv2 clips each student module (backbone, each head) to 3.0 on its own norm; one global norm would
+    shrink the head's small gradient with the backbone's large one (norms 10 and 1 -> 2.985 and 0.299)."""
+    import torch
+    model, wrapper = _pretrain_wrapper(type='OptimWrapper', optimizer=dict(type='AdamW', lr=0.0, weight_decay=0.0))
+    for part, norm in ((model.backbone, 10.0), (model.neck, 1.0)):
+        params = [p for p in part.parameters() if p.requires_grad]
+        for p in params:
+            p.grad = torch.ones_like(p)
+        scale = norm / torch.stack([p.grad.norm() for p in params]).norm()
+        for p in params:
+            p.grad.mul_(scale)
+    wrapper.step()
+
+    def norm(part):
+        return torch.stack([p.grad.norm() for p in part.parameters() if p.grad is not None]).norm().item()
+    assert norm(model.backbone) == pytest.approx(3.0, rel=1e-4)
+    assert norm(model.neck) == pytest.approx(1.0, rel=1e-4)

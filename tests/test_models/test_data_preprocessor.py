@@ -79,6 +79,18 @@ def test_not_crop_aligned_gives_whole_image_boxes_and_no_flips():
     assert not out.global_flips.any() and not out.local_flips[0].any()
 
 
+@pytest.mark.parametrize('mode', ['beta', 'const'])
+def test_not_crop_aligned_views_span_the_whole_canvas_whatever_the_source_aspect(mode):
+    """Position-masking-only ablation: ordinary per-view positions, i.e. every view is the whole canvas
+    (0, 0, 1, 1) (method spec), not the whole image placed on the canvas (which would depend on its aspect)."""
+    crops = [[0.25, 0.5, 0.75, 1.0]] * 5
+    out = preprocessor(crop_aligned=False, placement=dict(mode=mode))(
+        collated(crop_boxes=crops, source_hw=(100, 200)), True)['inputs']
+    whole = torch.tensor([0., 0., 1., 1.])
+    assert torch.equal(out.global_boxes, whole.expand(6, 4))
+    assert torch.equal(out.local_boxes[0], whole.expand(9, 4))
+
+
 @pytest.mark.parametrize('seed', range(5))
 def test_masked_token_weight_is_the_same_for_every_content_position_split(seed):
     """DINOv2's normalisation for every variant: per-token 1 / (masked tokens of its view) / global views."""

@@ -267,6 +267,10 @@ def test_train_step_fused_equals_plain(tmp_path, mode):
     init_default_scope('mmpretrain')
     cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
     cfg.model.backbone.drop_path_rate = 0.3
+    # KoLeo's -log(nearest distance) of the near-coincident [CLS] tokens at DINOv2's initialisation ([CLS] token
+    # ~ N(0, 1e-6)) amplifies the float32 rounding of its own computation beyond this comparison's tolerances; both
+    # runs share its code, and its gradients are compared with a plain reference in test_pos_field_ssl.py
+    cfg.model.koleo_weight = 0.0
     cfg.model.backbone.drop_path_mode = mode  # both forwards draw the same kept samples in the same order
     # Plain SGD for the parameters compared after the steps: AdamW's first steps move every coordinate by about lr
     # whatever its gradient's size, so rounding in a near-zero gradient would show up at the scale of lr (fused

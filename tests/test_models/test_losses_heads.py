@@ -63,7 +63,8 @@ def test_koleo_formula_and_ordering():
 
 
 def test_neck_shapes_fp32_and_fixed_magnitude():
-    neck = DINOProjectionNeck(in_channels=8, hidden_channels=16, bottleneck_channels=4, num_prototypes=10)
+    neck = DINOProjectionNeck(in_channels=8, hidden_channels=16, bottleneck_channels=4, num_prototypes=10,
+                              norm_last_layer=True)
     neck.init_weights()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = neck(torch.randn(5, 8))
@@ -72,6 +73,16 @@ def test_neck_shapes_fp32_and_fixed_magnitude():
     assert all(not n.endswith('original0') for n in names)  # g is fixed with norm_last_layer
     assert any(n.startswith('prototypes.') for n in names)
     assert out.abs().max() <= 1.0 + 1e-5  # cosine logits
+
+
+def test_neck_prototype_magnitude_starts_at_one_and_is_trained_by_default():
+    """DINOv2's DINOHead: weight_g filled with 1 and trained like any other parameter."""
+    neck = DINOProjectionNeck(in_channels=8, hidden_channels=16, bottleneck_channels=4, num_prototypes=10)
+    neck.init_weights()
+    g = neck.prototypes.parametrizations.weight.original0
+    assert g.requires_grad and torch.equal(g, torch.ones(10, 1))
+    neck(torch.randn(5, 8)).square().sum().backward()
+    assert g.grad is not None and g.grad.abs().sum() > 0
 
 
 def test_dual_head_shares_one_centre_updated_once():

@@ -92,7 +92,7 @@ def test_patch_positions_one_implementation_for_field_and_interpolate():
     from projects.posfield.models.utils.pos_field import patch_positions
     torch.manual_seed(0)
     grid = torch.randn(1, 1 + 4 * 6, 8)  # [CLS] position + a 4 x 6 grid, mmpretrain's layout
-    got = patch_positions('interpolate', (3, 5), 2, pos_embed=grid[:, 1:], pos_embed_hw=(4, 6))
+    got = patch_positions('interpolate', (3, 5), 2, pos_embed=grid[:, 1:], pos_embed_hw=(4, 6), interpolate_offset=0)
     assert torch.allclose(got, resize_pos_embed(grid, (4, 6), (3, 5), mode='bicubic', num_extra_tokens=1)[:, 1:],
                           atol=1e-6)
     assert patch_positions('interpolate', (4, 6), 2, pos_embed=grid[:, 1:], pos_embed_hw=(4, 6)) is not None
@@ -108,3 +108,29 @@ def test_patch_positions_one_implementation_for_field_and_interpolate():
         patch_positions('field', (3, 3), 2, pos_field=pf, boxes=boxes[:1])
     with pytest.raises(ValueError, match='pos_embed_type'):
         patch_positions('rope', (3, 3), 2)
+
+
+def _dinov2_interpolate_pos_encoding(pos_embed, m, h0, w0, offset=0.1):
+    """DINOv2's DinoVisionTransformer.interpolate_pos_encoding (commit b8931f7) on a square M x M patch grid,
+    patches only: bicubic, scale factor (size + offset) / M, no antialias."""
+    dim = pos_embed.shape[-1]
+    out = torch.nn.functional.interpolate(pos_embed.float().reshape(1, m, m, dim).permute(0, 3, 1, 2),
+                                          mode='bicubic', antialias=False,
+                                          scale_factor=(float(h0 + offset) / m, float(w0 + offset) / m))
+    assert tuple(out.shape[-2:]) == (h0, w0)
+    return out.permute(0, 2, 3, 1).reshape(1, -1, dim)
+
+
+def test_baseline_positions_are_dinov2s_interpolate_pos_encoding():
+    """The DINOv2-dagger baseline resizes its learned 14 x 14 grid as DINOv2 does: bicubic with
+    interpolate_offset 0.1 (not the plain output-size resize)."""
+    from projects.posfield.models.backbones import PosFieldViT
+    torch.manual_seed(0)
+    vit = PosFieldViT(arch='ViT-micro', patch_size=16, img_size=224, pos_embed_type='interpolate')
+    vit.init_weights()
+    for hw in [(6, 6), (4, 9)]:
+        _, got = vit._positions(2, hw, None, None)
+        want = _dinov2_interpolate_pos_encoding(vit.pos_embed[:, 1:].detach(), 14, *hw)
+        assert torch.allclose(got, want, atol=1e-6), hw
+    _, same = vit._positions(2, (14, 14), None, None)
+    assert torch.equal(same, vit.pos_embed[:, 1:])  # DINOv2 returns its grid unchanged at its own size

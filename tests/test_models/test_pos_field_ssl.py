@@ -102,26 +102,40 @@ def reference_losses(model, views: MultiViewBatch):
                 loss_koleo=0.1 * sum(koleo(c) for c in s_cls.split(b)))
 
 
+def _student_grads(model, losses, retain_graph=False):
+    model.zero_grad(set_to_none=True)
+    sum(losses).backward(retain_graph=retain_graph)
+    return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _assert_grads_close(got, ref, tol):
+    for name, g in got.items():
+        assert (g is None) == (ref[name] is None), name
+        if g is not None:
+            err = float((g - ref[name]).abs().max() / ref[name].abs().max().clamp_min(1e-12))
+            assert err < tol, (name, err)
+
+
 def test_loss_and_gradients_equal_a_plain_reference():
     model, _ = build()
     views = fixed_views()
-    student = [p for p in model.parameters() if p.requires_grad]
     expected = reference_losses(model, views)
-    sum(expected.values()).backward()
-    ref_grads = [None if p.grad is None else p.grad.clone() for p in student]
+    main = [k for k in expected if k != 'loss_koleo']
+    ref_main = _student_grads(model, [expected[k] for k in main], retain_graph=True)
+    ref_koleo = _student_grads(model, [expected['loss_koleo']])
     model.zero_grad(set_to_none=True)
     losses = model.loss(views)
     for key, value in expected.items():
         assert torch.allclose(losses[key], value, rtol=1e-5, atol=1e-6), (key, losses[key], value)
-    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
-    for (name, p), ref in zip([(n, p) for n, p in model.named_parameters() if p.requires_grad], ref_grads):
-        assert (p.grad is None) == (ref is None), name
-        if ref is not None:
-            # float32 sums in another order (the head sees other row sets, the last layer fewer rows): relative
-            # to the tensor's scale (up to 1.3e-4 seen; a missing or doubled term is orders larger). Exactness of
-            # the pruned last layer and of the grouped pass is checked in float64 in test_pos_field_vit.
-            err = float((p.grad - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
-            assert err < 5e-4, (name, err)
+    assert {k for k in losses if k.startswith('loss')} == set(expected)
+    # float32 sums in another order (the head sees other row sets, the last layer fewer rows), relative to the
+    # tensor's scale; a missing or doubled term is orders larger. Exactness of the pruned last layer and of the
+    # grouped pass is checked in float64 in test_pos_field_vit.
+    _assert_grads_close(_student_grads(model, [losses[k] for k in main], retain_graph=True), ref_main, 1e-5)
+    # KoLeo's -log(nearest distance) is ill-conditioned where the [CLS] tokens of different images nearly coincide,
+    # as at DINOv2's initialisation ([CLS] token ~ N(0, 1e-6)): the same rounding differences of its inputs give
+    # about 7e-3 of the KoLeo gradients' scale here (a missing or doubled term: order 1).
+    _assert_grads_close(_student_grads(model, [losses['loss_koleo']]), ref_koleo, 3e-2)
 
 
 def test_loss_keys_and_one_head_call_on_masked_tokens_only():
@@ -190,6 +204,25 @@ def test_prototypes_frozen_in_the_first_epoch_only():
     model.step.fill_(10)  # second epoch
     model.train_step(fake_batch(seed=1), optim)
     assert not torch.equal(proto, p0)
+
+
+@pytest.mark.parametrize('per_parameter_groups', [True, False], ids=['own groups', 'one group'])
+def test_frozen_prototypes_get_lr_zero_so_their_adamw_moments_accumulate(per_parameter_groups):
+    """DINOv2 freezes the last layer by its lr (0 for the first epoch): AdamW still sees its gradients, so its
+    moments are warm when the lr comes; weight decay with lr 0 changes nothing either. In a group shared with
+    other parameters the prototypes are restored after the step, which is the same."""
+    model, _ = build(freeze_prototypes_epochs=1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [dict(params=[p]) for p in params] if per_parameter_groups else [dict(params=params)]
+    optim = OptimWrapper(torch.optim.AdamW(groups, lr=1e-2, weight_decay=0.1))
+    protos = [model.neck.prototypes.parametrizations.weight.original0,
+              model.neck.prototypes.parametrizations.weight.original1]
+    before = [p.detach().clone() for p in protos]
+    model.train_step(fake_batch(), optim)
+    for p, p0 in zip(protos, before):
+        assert torch.equal(p, p0)
+        assert optim.optimizer.state[p]['exp_avg_sq'].abs().sum() > 0
+    assert all(g['lr'] == 1e-2 for g in optim.optimizer.param_groups)  # the schedulers' lr is left as it was
 
 
 def test_baseline_mode_and_clear_errors():

@@ -130,3 +130,24 @@ def test_keep_patches_of_the_wrong_shape_is_refused():
     m = vit()
     with pytest.raises(ValueError, match=r'keep_patches must have shape \(2, 16\)'):
         m.forward_tokens(torch.randn(2, 3, 32, 32), keep_patches=torch.ones(2, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize('pos_embed_type', ['field', 'interpolate'])
+def test_init_is_dinov2s(pos_embed_type):
+    """DINOv2's DinoVisionTransformer.init_weights: Linear weights trunc-normal std 0.02 and zero biases (attention
+    and FFN alike), [CLS] N(0, 1e-6), mask token zero, position embedding std 0.02."""
+    torch.manual_seed(0)
+    m = PosFieldViT(arch='ViT-S', patch_size=16, img_size=224, pos_embed_type=pos_embed_type)
+    m.init_weights()
+    linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
+    assert len(linears) == 4 * len(m.layers)  # qkv, proj and the FFN's two in every block
+    for lin in linears:
+        assert lin.weight.std().item() == pytest.approx(0.02, rel=0.05)
+        assert lin.bias is None or torch.equal(lin.bias, torch.zeros_like(lin.bias))
+    assert 0 < m.cls_token.std().item() < 1e-5
+    assert torch.equal(m.mask_token, torch.zeros_like(m.mask_token))
+    if pos_embed_type == 'interpolate':
+        assert m.pos_embed.std().item() == pytest.approx(0.02, rel=0.05)
+    else:
+        assert m.pos_field.field.std().item() == pytest.approx(0.02, rel=0.05)
+        assert torch.equal(m.pos_mask_token, torch.zeros_like(m.pos_mask_token))

@@ -15,9 +15,10 @@ model = dict(
                   # exactly int(B * 0.9) samples per branch, and the dropped samples' residual branches are not
                   # computed (ViTBlock, vit_block.py; a fixed count also needs no host sync on GPU)
                   drop_path_rate=0.1, drop_path_uniform=True, drop_path_mode='dinov2'),
-    # in_channels=None: the neck takes the backbone's width (PosFieldSSL).
+    # in_channels=None: the neck takes the backbone's width (PosFieldSSL). The prototypes' weight-norm magnitude is
+    # trained (norm_last_layer=False), as DINOv2's DINOHead.
     neck=dict(type='DINOProjectionNeck', in_channels=None, hidden_channels=2048, bottleneck_channels=256,
-              num_prototypes=num_prototypes, num_layers=3, norm_last_layer=True),
+              num_prototypes=num_prototypes, num_layers=3, norm_last_layer=False),
     cls_head=dict(type='DINOClsHead', loss=dict(type='DINOClsLoss', out_dim=num_prototypes, student_temp=0.1,
                                                 center_momentum=0.9, centering='centering')),
     head=dict(type='DualMIMHead', content_weight=1.0, pos_weight=1.0,

@@ -54,8 +54,8 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
         mean, std, to_rgb: as mmpretrain's :class:`SelfSupDataPreprocessor`.
         placement: kwargs of :func:`sample_placement` (``mode`` 'beta' | 'uniform' | 'const', ``beta``,
             ``scale_range``); default Beta(2, 5).
-        crop_aligned: False (ablation "position masking only"): every view is positioned as the whole image,
-            unflipped, i.e. ordinary per-view positions sampled from the field.
+        crop_aligned: False (ablation "position masking only"): every view's box is the whole canvas
+            ``(0, 0, 1, 1)``, unflipped, i.e. ordinary per-view positions sampled from the field (no placement).
         masking: kwargs of :func:`batch_masks` merged over :data:`DEFAULT_MASKING` (``mask_prob``,
             ``ratio_range``, ``content_ratio``, ``content_mode``, ``pos_mode``, ``mask_unit``, ...).
         patch_size: the backbone's patch size (the mask grid); :class:`PosFieldSSL` sets it from its
@@ -147,9 +147,8 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
             content_masks=content, pos_masks=position, mask_weights=weights, n_global=n_global, batch_size=batch)
 
     def _canvas_boxes(self, rng, crop_boxes, flips, source_hw) -> Tuple[torch.Tensor, torch.Tensor]:
-        if not self.crop_aligned:  # ablation: every view is positioned as if it were the whole image
-            crop_boxes = crop_boxes.new_tensor([0., 0., 1., 1.]).expand_as(crop_boxes)
-            flips = torch.zeros_like(flips)
+        if not self.crop_aligned:  # ablation: ordinary per-view positions, every view spans the whole canvas
+            return crop_boxes.new_tensor([0., 0., 1., 1.]).expand_as(crop_boxes), torch.zeros_like(flips)
         placements = torch.tensor(
             np.stack([sample_placement(rng, **self.placement, img_wh=(float(w), float(h))).as_array()
                       for h, w in source_hw.tolist()]))

@@ -24,34 +24,41 @@ def random_mask(rng: np.random.Generator, h: int, w: int, n: int) -> np.ndarray:
     return _top_up(rng, np.zeros((h, w), dtype=bool), n)
 
 
+def add_block(rng: np.random.Generator, mask: np.ndarray, budget: int, min_num_patches: int = 4,
+              aspect_range: Tuple[float, float] = (0.3, 1 / 0.3), max_attempts: int = 10) -> int:
+    """One step of DINOv2's ``MaskingGenerator._mask``: up to ``max_attempts`` random rectangles (area drawn
+    between ``min_num_patches`` and ``budget``, either order, aspect log-uniform in ``aspect_range``, strictly
+    smaller than the grid in both directions); the first that adds between 1 and ``budget`` new patches is
+    masked in place. Returns the number of patches added (0: none fitted)."""
+    h, w = mask.shape
+    log_aspect = (math.log(aspect_range[0]), math.log(aspect_range[1]))
+    for _ in range(max_attempts):
+        area = min_num_patches + (budget - min_num_patches) * rng.random()  # Python's uniform(a, b): any order
+        aspect = math.exp(rng.uniform(*log_aspect))
+        bh = int(round(math.sqrt(area * aspect)))
+        bw = int(round(math.sqrt(area / aspect)))
+        if not (0 < bh < h and 0 < bw < w):
+            continue
+        top = int(rng.integers(0, h - bh + 1))
+        left = int(rng.integers(0, w - bw + 1))
+        region = mask[top:top + bh, left:left + bw]
+        new = bh * bw - int(region.sum())
+        if 0 < new <= budget:
+            region[...] = True
+            return new
+    return 0
+
+
 def block_mask(rng: np.random.Generator, h: int, w: int, n: int, min_num_patches: int = 4,
                aspect_range: Tuple[float, float] = (0.3, 1 / 0.3), max_attempts: int = 10) -> np.ndarray:
-    """BEiT / DINOv2 block-wise masking: random rectangles (area >= ``min_num_patches``, aspect in
-    ``aspect_range``) until ``n`` patches; a pass that adds nothing ends the loop (BEiT's own loop can
-    spin forever on small grids) and the rest is topped up at random."""
+    """BEiT / DINOv2 block-wise masking (``MaskingGenerator``): rectangles (:func:`add_block`) until ``n``
+    patches or a step that adds nothing (when fewer than ``min_num_patches`` remain, the area is drawn below
+    ``min_num_patches``, as DINOv2's ``uniform(min, budget)`` does). DINOv2 then stops short (about 0.1 % of the
+    patches on a 14 x 14 grid); the remainder is topped up at random here so the count is exact."""
     mask = np.zeros((h, w), dtype=bool)
-    log_aspect = (math.log(aspect_range[0]), math.log(aspect_range[1]))
     count = 0
     while count < n:
-        budget = n - count
-        if budget < min_num_patches:
-            break
-        added = 0
-        for _ in range(max_attempts):
-            area = rng.uniform(min_num_patches, budget)
-            aspect = math.exp(rng.uniform(*log_aspect))
-            bh = int(round(math.sqrt(area * aspect)))
-            bw = int(round(math.sqrt(area / aspect)))
-            if not (0 < bh <= h and 0 < bw <= w):
-                continue
-            top = int(rng.integers(0, h - bh + 1))
-            left = int(rng.integers(0, w - bw + 1))
-            region = mask[top:top + bh, left:left + bw]
-            new = bh * bw - int(region.sum())
-            if 0 < new <= budget:
-                region[...] = True
-                added = new
-                break
+        added = add_block(rng, mask, n - count, min_num_patches, aspect_range, max_attempts)
         if added == 0:
             break
         count += added

@@ -7,6 +7,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import TRANSFORMS
+from PIL import Image
 
 
 def _jitter_gray():
@@ -58,9 +59,9 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: Tu
 class PosFieldMultiCrop(BaseTransform):
     """Global and local views of one image, each with the box it was cut from and its flip.
 
-    Each view: a RandomResizedCrop box in source pixels, resized to the view size, flipped with
-    ``flip_prob``. With ``photometric=True``, photometric augmentation (DINO's recipe by default) runs per
-    view here, in the worker, through mmpretrain transforms: ``global_transforms`` is a list of pipelines used
+    Each view: a RandomResizedCrop box in source pixels, resized to the view size (PIL bicubic, as DINOv2),
+    flipped with ``flip_prob``. With ``photometric=True``, photometric augmentation (DINO's recipe by default) runs
+    per view here, in the worker, through mmpretrain transforms: ``global_transforms`` is a list of pipelines used
     for global views in turn, ``local_transforms`` one pipeline for the locals; ``[]`` disables them. With
     ``photometric=False`` the worker only crops, resizes and flips, and the same recipe runs batched on the
     model's device (:class:`~projects.posfield.models.photometric.MultiCropPhotometric`, the data
@@ -113,9 +114,9 @@ class PosFieldMultiCrop(BaseTransform):
     def _view(self, img, size, scale, rng, pipeline):
         height, width = img.shape[:2]
         x0, y0, x1, y1 = sample_crop_box(rng, height, width, scale, self.ratio)
-        crop = img[y0:y1, x0:x1]
-        interp = cv2.INTER_AREA if (x1 - x0) > size else cv2.INTER_LINEAR
-        view = cv2.resize(crop, (size, size), interpolation=interp)
+        # DINOv2's RandomResizedCrop(interpolation=BICUBIC) on a PIL image: crop, then PIL's (antialiased) bicubic
+        crop = Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1]))
+        view = np.asarray(crop.resize((size, size), Image.BICUBIC))
         flip = bool(rng.random() < self.flip_prob)
         if flip:  # one contiguous copy; numpy's copy of a reversed-stride view is many times slower
             view = cv2.flip(view, 1)

@@ -38,7 +38,8 @@ class PosFieldSSL(BaseSelfSupervisor):
         neck / patch_neck: their ``in_channels`` default to the backbone's width (``backbone.embed_dims``).
         momentum: (start, end) teacher momentum, cosine over training, DINO convention.
         teacher_temp: (start, end) teacher temperature, linear over ``teacher_temp_warmup_epochs``.
-        freeze_prototypes_epochs: prototypes get no update (grad set to None) for this many epochs.
+        freeze_prototypes_epochs: the prototypes' lr is 0 for this many epochs (DINOv2's
+            ``freeze_last_layer_epochs``: no update, while AdamW's moments accumulate).
         max_iters / iters_per_epoch: training length; taken from the runner's MessageHub when None.
     """
 
@@ -121,7 +122,7 @@ class PosFieldSSL(BaseSelfSupervisor):
 
     # ----------------------------------------------------------------------------------- training
     def train_step(self, data, optim_wrapper, forward_module: Optional[nn.Module] = None):
-        """Forward, backward, prototype freezing, optimiser step, then the teacher update.
+        """Forward, backward, prototype freezing (lr 0), optimiser step, then the teacher update.
 
         ``forward_module`` is the DDP wrapper when distributed (:class:`SSLDistributedDataParallel`), so the
         forward runs through it and gradients are synchronised.
@@ -134,15 +135,35 @@ class PosFieldSSL(BaseSelfSupervisor):
         optim_wrapper.backward(optim_wrapper.scale_loss(parsed))
         if optim_wrapper.should_update():
             sched = self.schedule()
-            if sched['prototypes_frozen']:
-                for name, param in self.named_parameters():
-                    if '.prototypes.' in f'.{name}' and not name.startswith('teacher.'):
-                        param.grad = None  # no step at all (also no weight decay), as DINO does
+            groups, shared = self._prototype_groups(optim_wrapper) if sched['prototypes_frozen'] else ([], [])
+            saved_lr = [group['lr'] for group in groups]
+            saved = [p.detach().clone() for p in shared]
+            for group in groups:
+                group['lr'] = 0.0  # DINOv2's last-layer lr schedule: no update, but AdamW's moments accumulate
             optim_wrapper.step()
+            for group, lr in zip(groups, saved_lr):
+                group['lr'] = lr  # the lr schedulers' chained values continue from the scheduled lr
+            with torch.no_grad():
+                for p, value in zip(shared, saved):
+                    p.copy_(value)  # the same as lr 0 for prototypes in a group with other parameters
             optim_wrapper.zero_grad()
             self.step += 1
             self.teacher.update(self._student(), sched['momentum'])
         return log_vars
+
+    def _prototype_groups(self, optim_wrapper) -> Tuple[list, list]:
+        """The optimiser's parameter groups that hold only the student's prototypes (their lr can be set to 0),
+        and the prototypes that share a group with other parameters (restored after the step instead)."""
+        protos = {id(p): p for name, p in self.named_parameters()
+                  if '.prototypes.' in f'.{name}' and not name.startswith('teacher.') and p.requires_grad}
+        groups, shared = [], []
+        for group in optim_wrapper.optimizer.param_groups:
+            held = [p for p in group['params'] if id(p) in protos]
+            if held and len(held) == len(group['params']):
+                groups.append(group)
+            else:
+                shared += held
+        return groups, shared
 
     def extract_feat(self, inputs, data_samples=None, **kwargs):
         if isinstance(inputs, MultiViewBatch):

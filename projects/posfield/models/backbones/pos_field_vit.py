@@ -16,6 +16,15 @@ from .vit_block import DROP_PATH_MODES, ViTBlock, compiled_branches
 _CLS_ONLY = object()  # keep_patches sentinel of forward_cls: no patch token
 
 
+def _init_linears_as_dinov2(module: nn.Module) -> None:
+    """timm's / DINOv2's ``init_weights_vit_timm``: Linear weights trunc-normal std 0.02, biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 @MODELS.register_module()
 class PosFieldViT(VisionTransformer):
     """Vision Transformer with crop-aligned (field-sampled) position embeddings.
@@ -101,14 +110,19 @@ class PosFieldViT(VisionTransformer):
         return blocks
 
     def init_weights(self):
+        """DINOv2's initialisation (``DinoVisionTransformer.init_weights``): every Linear weight trunc-normal std
+        0.02 with zero bias, [CLS] N(0, 1e-6), mask token zero, position embedding trunc-normal std 0.02; the patch
+        embedding keeps PyTorch's Conv2d default and the layer scales their init value. The field, [CLS] position
+        and POSMASK token follow the position embedding and the mask token."""
         super().init_weights()
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
             return
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        _init_linears_as_dinov2(self)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        nn.init.zeros_(self.mask_token)
         if self.pos_embed_type == 'field':
             nn.init.trunc_normal_(self.cls_pos, std=0.02)
-            nn.init.trunc_normal_(self.pos_mask_token, std=0.02)
+            nn.init.zeros_(self.pos_mask_token)
             if self.pos_field.mode == 'learnable':
                 nn.init.trunc_normal_(self.pos_field.field, std=0.02)
 

@@ -66,16 +66,20 @@ class TeacherCentering(nn.Module):
 
     @torch.no_grad()
     def update(self, teacher_logits: torch.Tensor) -> None:
-        """EMA of the batch mean (all ranks), after the targets were computed.
+        """EMA of the batch centre, after the targets were computed: each rank's mean of its rows, averaged over
+        the ranks (DINOv2's ``reduce_center_update`` of the iBOT loss; for the [CLS] rows, equal in number on
+        every rank, this is also the mean of all rows, as its DINO loss).
 
         Every rank must call this once per step, even with no rows (no masked tokens here), or the
-        all-reduce would wait forever; a step with no rows on any rank leaves the centre unchanged.
+        all-reduce would wait forever; a rank without rows is left out of the average (DINOv2's would be
+        NaN), and a step with no rows on any rank leaves the centre unchanged. No host synchronisation.
         """
-        batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
-        count = torch.tensor([teacher_logits.shape[0]], device=batch_sum.device, dtype=torch.float32)
+        rows = teacher_logits.float()
+        local_mean = rows.mean(dim=0) if rows.shape[0] else rows.new_zeros(rows.shape[1])
+        has_rows = rows.new_tensor([float(rows.shape[0] > 0)])
+        stats = torch.cat([local_mean, has_rows])[None]  # one all-reduce for the means and the rank count
         if _dist_ready():
-            dist.all_reduce(batch_sum)
-            dist.all_reduce(count)
-        if count.item() == 0:
-            return
-        self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
+            dist.all_reduce(stats)
+        means_sum, ranks = stats[:, :-1], stats[:, -1:]
+        updated = self.center * self.center_momentum + means_sum / ranks.clamp_min(1) * (1 - self.center_momentum)
+        self.center.copy_(torch.where(ranks > 0, updated, self.center))

@@ -13,13 +13,14 @@ from projects.common.cpu_tuning import linear_module
 class DINOProjectionNeck(BaseModule):
     """Maps tokens ``(N, C)`` to prototype logits ``(N, K)`` in fp32.
 
-    The last layer is ``self.prototypes`` (all its parameters are named ``prototypes.*``, which the
-    algorithm freezes for the first epoch). With ``norm_last_layer`` its magnitude ``g`` is fixed at 1,
-    so logits are cosine similarities (DINO's stability trick).
+    The last layer is ``self.prototypes`` (all its parameters are named ``prototypes.*``, whose lr the
+    algorithm sets to 0 for the first epoch). Its weight-norm magnitude ``g`` starts at 1 and is trained (with
+    weight decay), as DINOv2's ``DINOHead``; ``norm_last_layer=True`` fixes it at 1 instead, so logits stay
+    cosine similarities (DINO v1's option).
     """
 
     def __init__(self, in_channels: int, hidden_channels: int = 2048, bottleneck_channels: int = 256,
-                 num_prototypes: int = 65536, num_layers: int = 3, norm_last_layer: bool = True,
+                 num_prototypes: int = 65536, num_layers: int = 3, norm_last_layer: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_layers < 1:

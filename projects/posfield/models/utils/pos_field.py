@@ -228,15 +228,24 @@ POS_EMBED_TYPES = ('field', 'interpolate')
 
 
 def resize_grid_embedding(pos_embed: torch.Tensor, src_hw: Tuple[int, int], dst_hw: Tuple[int, int],
-                          mode: str = 'bicubic') -> torch.Tensor:
+                          mode: str = 'bicubic', offset: float = 0.0) -> torch.Tensor:
     """A learned patch position grid ``(1, Hs * Ws, D)`` resized to ``(1, Hd * Wd, D)`` (mmpretrain's
-    ``resize_pos_embed`` without the extra tokens; interpolation in fp32, unchanged when the sizes agree)."""
+    ``resize_pos_embed`` without the extra tokens; interpolation in fp32, unchanged when the sizes agree).
+
+    ``offset`` > 0: DINOv2's ``interpolate_offset`` (``interpolate_pos_encoding``): the scale factor is
+    ``(Hd + offset) / Hs`` instead of the output size, which shifts where the output samples the input."""
     if tuple(src_hw) == tuple(dst_hw):
         return pos_embed
     if pos_embed.shape[1] != src_hw[0] * src_hw[1]:
         raise ValueError(f'pos_embed has {pos_embed.shape[1]} positions, not the {src_hw[0]} x {src_hw[1]} grid')
     grid = pos_embed.float().reshape(1, src_hw[0], src_hw[1], -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
+    if offset:
+        scale = ((dst_hw[0] + offset) / src_hw[0], (dst_hw[1] + offset) / src_hw[1])
+        grid = F.interpolate(grid, scale_factor=scale, mode=mode, align_corners=False)
+        if tuple(grid.shape[-2:]) != tuple(dst_hw):
+            raise ValueError(f'interpolate offset {offset} gives a {tuple(grid.shape[-2:])} grid, not {tuple(dst_hw)}')
+    else:
+        grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
     return grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
 
 
@@ -244,7 +253,7 @@ def patch_positions(pos_embed_type: str, grid_hw: Tuple[int, int], batch: int, *
                     pos_field: Optional[PositionField] = None, boxes: Optional[torch.Tensor] = None,
                     flips: Optional[torch.Tensor] = None, placement: Optional[Placement] = None,
                     pos_embed: Optional[torch.Tensor] = None, pos_embed_hw: Optional[Tuple[int, int]] = None,
-                    interpolate_mode: str = 'bicubic') -> torch.Tensor:
+                    interpolate_mode: str = 'bicubic', interpolate_offset: float = 0.1) -> torch.Tensor:
     """Position embeddings of a view's patch grid: the one implementation behind pre-training, detection and
     the DINOv2-dagger baseline. The parameters stay attributes of the backbone that owns them (their names are
     the checkpoint keys the detector and the converter rely on, docs/design.md contract 3).
@@ -253,12 +262,13 @@ def patch_positions(pos_embed_type: str, grid_hw: Tuple[int, int], batch: int, *
       mirrored where ``flips``), or, without boxes, over the un-cropped image's window (``placement``; the
       whole canvas by default): ``(B, h * w, D)``.
     * ``'interpolate'``: the learned grid ``pos_embed`` ``(1, Hg * Wg, D)`` on ``pos_embed_hw`` resized to
-      ``grid_hw``: ``(1, h * w, D)``; boxes are ignored (the baseline has no canvas).
+      ``grid_hw``: ``(1, h * w, D)``, bicubic with DINOv2's ``interpolate_offset`` 0.1 by default; boxes are
+      ignored (the baseline has no canvas).
     """
     if pos_embed_type == 'interpolate':
         if pos_embed is None or pos_embed_hw is None:
             raise ValueError("pos_embed_type='interpolate' needs pos_embed and pos_embed_hw")
-        return resize_grid_embedding(pos_embed, pos_embed_hw, grid_hw, interpolate_mode)
+        return resize_grid_embedding(pos_embed, pos_embed_hw, grid_hw, interpolate_mode, interpolate_offset)
     if pos_embed_type != 'field':
         raise ValueError(f'pos_embed_type must be one of {POS_EMBED_TYPES}, got {pos_embed_type!r}')
     if pos_field is None:
