@@ -328,7 +328,8 @@ def test_forward_never_reads_values_on_the_host():
 
 @pytest.mark.parametrize('kw,match', [
     (dict(global_recipes=[]), 'at least one'), (dict(local_recipe=dict(blurr=0.5)), 'keys from'),
-    (dict(local_recipe=dict(blur=1.5)), r'\[0, 1\]'), (dict(hue=0.7), 'hue'), (dict(blur_sigma=(0.0, 2.0)), 'blur_sigma'),
+    (dict(local_recipe=dict(blur=1.5)), r'\[0, 1\]'), (dict(hue=0.7), 'hue'),
+    (dict(blur_sigma=(0.0, 2.0)), 'blur_sigma'),
     (dict(channel_order='hsv'), 'channel_order'), (dict(brightness=-0.1), 'brightness')])
 def test_bad_arguments_are_named(kw, match):
     with pytest.raises(ValueError, match=match):

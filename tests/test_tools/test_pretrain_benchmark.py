@@ -149,7 +149,8 @@ def test_pipeline_mode_times_the_loader_of_both_paths_and_the_reference(tmp_path
         assert run['views_per_image'] == 4  # the smoke config: 2 global + 2 local views
         assert run['cpu_s_per_image'] > 0 and run['images_per_cpu_s'] == pytest.approx(1 / run['cpu_s_per_image'])
     pairs = {(r['run'], r['against']): r for r in record['ratios']}
-    assert set(pairs) == {('ours', 'ours-worker-photometric'), ('ours', 'dinov2'), ('ours-worker-photometric', 'dinov2')}
+    assert set(pairs) == {('ours', 'ours-worker-photometric'), ('ours', 'dinov2'),
+                          ('ours-worker-photometric', 'dinov2')}
     row = pairs['ours', 'dinov2']
     assert row['rounds'] == 1 and row['cpu_per_image_ratio'] == pytest.approx(
         record['runs']['ours'][0]['cpu_s_per_image'] / record['runs']['dinov2'][0]['cpu_s_per_image'])
