@@ -22,7 +22,7 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=[  # the base pipeline at 96 / 48 px with 4 local crops
         dict(type='LoadRGBImage', on_error='skip'),
         dict(type='PosFieldMultiCrop', global_crops_size=96, global_crops_scale=(0.25, 1.0), local_crops_number=4,
-             local_crops_size=48, local_crops_scale=(0.05, 0.25), photometric=False),
+             local_crops_size=48, local_crops_scale=(0.05, 0.25)),
         dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw'], meta_keys=['img_path']),
     ]))
 max_iters = 400

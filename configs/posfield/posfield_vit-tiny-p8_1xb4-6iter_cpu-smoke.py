@@ -12,6 +12,9 @@ model = dict(
     neck=dict(hidden_channels=128, bottleneck_channels=32, num_prototypes=num_prototypes),
     cls_head=dict(loss=dict(out_dim=num_prototypes)),
     head=dict(loss=dict(out_dim=num_prototypes)),
+    # On a CPU the photometric augmentation stays in the workers (PosFieldMultiCrop's default): batched on the
+    # device it pays off on a GPU, while on a CPU its element-wise passes cost more than the workers' per-view ops.
+    data_preprocessor=dict(photometric=None),
     teacher_temp_warmup_epochs=0.5,  # an "epoch" of an iteration-based loop is the whole run
     freeze_prototypes_epochs=0.34,
 )
@@ -20,8 +23,7 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(pipeline=[  # the base pipeline at 64 / 32 px with 2 local crops (lists cannot be merged)
         dict(type='LoadRGBImage', on_error='skip'),
-        dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32,
-             photometric=False),
+        dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32),
         dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw'], meta_keys=['img_path']),
     ]))
 max_iters = 6

@@ -328,7 +328,8 @@ def test_forward_never_reads_values_on_the_host():
 
 @pytest.mark.parametrize('kw,match', [
     (dict(global_recipes=[]), 'at least one'), (dict(local_recipe=dict(blurr=0.5)), 'keys from'),
-    (dict(local_recipe=dict(blur=1.5)), r'\[0, 1\]'), (dict(hue=0.7), 'hue'), (dict(blur_sigma=(0.0, 2.0)), 'blur_sigma'),
+    (dict(local_recipe=dict(blur=1.5)), r'\[0, 1\]'), (dict(hue=0.7), 'hue'),
+    (dict(blur_sigma=(0.0, 2.0)), 'blur_sigma'),
     (dict(channel_order='hsv'), 'channel_order'), (dict(brightness=-0.1), 'brightness')])
 def test_bad_arguments_are_named(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -379,3 +380,24 @@ def test_data_preprocessor_augments_in_training_only_before_normalising():
     assert torch.allclose(pixels, torch.full_like(pixels, gray / 0.9999), atol=1e-2)
     test = pre(dict(inputs=views, data_samples=samples), False)['inputs']
     assert torch.allclose(test.global_views * 2 + 100, torch.cat(views[:2]).float()[:, [2, 1, 0]])
+
+
+def test_every_pretraining_config_augments_once():
+    """Each config with a PosFieldMultiCrop pipeline runs the photometric augmentation on exactly one path."""
+    from mmengine.config import Config
+
+    from tests.helpers import SHIPPED_CONFIGS
+    seen = 0
+    for path in SHIPPED_CONFIGS:
+        cfg = Config.fromfile(path)
+        dataset = cfg.get('train_dataloader', {}).get('dataset', {})
+        while 'pipeline' not in dataset and 'dataset' in dataset:
+            dataset = dataset['dataset']
+        crops = [t for t in dataset.get('pipeline', []) if isinstance(t, dict) and t.get('type') == 'PosFieldMultiCrop']
+        if not crops:
+            continue
+        seen += 1
+        in_worker = crops[0].get('photometric', True)
+        on_device = cfg.model.data_preprocessor.get('photometric') is not None
+        assert in_worker != on_device, (path, in_worker, on_device)
+    assert seen >= 16
