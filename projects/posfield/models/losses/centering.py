@@ -27,8 +27,9 @@ def sinkhorn_knopp(logits: torch.Tensor, temp: float, n_iters: int = 3) -> torch
     if dist_on:
         dist.all_reduce(shift, op=dist.ReduceOp.MAX)
         dist.all_reduce(count)
-    if not torch.isfinite(shift):  # no rows on any rank
+    if not dist_on and q.shape[0] == 0:  # no rows (decided on the host: no value is read back)
         return q.clone()
+    # distributed with no rows on any rank: every rank holds an empty q, so the steps below are empty too
     q = torch.exp(q - shift).t()  # (K, B_rank)
     n_protos = q.shape[0]
     total = q.sum()
@@ -72,10 +73,15 @@ class TeacherCentering(nn.Module):
         all-reduce would wait forever; a step with no rows on any rank leaves the centre unchanged.
         """
         batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
-        count = torch.tensor([teacher_logits.shape[0]], device=batch_sum.device, dtype=torch.float32)
-        if _dist_ready():
-            dist.all_reduce(batch_sum)
-            dist.all_reduce(count)
-        if count.item() == 0:
+        if not _dist_ready():
+            if teacher_logits.shape[0] == 0:
+                return
+            count = batch_sum.new_full((1,), float(teacher_logits.shape[0]))
+            self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
             return
-        self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
+        count = batch_sum.new_full((1,), float(teacher_logits.shape[0]))
+        dist.all_reduce(batch_sum)
+        dist.all_reduce(count)
+        # no rows on any rank: keep the centre, decided on the device (no value read back to the host)
+        updated = self.center * self.center_momentum + (batch_sum / count.clamp_min(1)) * (1 - self.center_momentum)
+        self.center.copy_(torch.where(count > 0, updated, self.center))
