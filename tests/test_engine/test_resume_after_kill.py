@@ -111,16 +111,17 @@ class _Crash(RuntimeError):
 def _exact_cfg(data, work_dir, loop: str, workers: int, crash_at=None):
     from projects.common.runner_setup import load_config
     options = {'train_dataloader.dataset.data_root': data, 'train_dataloader.num_workers': workers,
+               'train_dataloader.batch_size': 2,
                'train_dataloader.persistent_workers': workers > 0,
                'default_hooks.checkpoint.interval': 2, 'default_hooks.checkpoint.max_keep_ckpts': 10,
                # drop-path on, so the main process's random state matters
                'model.backbone.drop_path_rate': 0.2}
     cfg = load_config(TINY_PRETRAIN, options)
-    if loop == 'epoch':  # 12 images of batch 4: 3 iterations an epoch, 3 epochs; checkpoints mid-epoch
-        cfg.train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=3)
+    if loop == 'epoch':  # 6 images of batch 2: 3 iterations an epoch, 2 epochs; checkpoints mid-epoch
+        cfg.train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=2)
         cfg.train_dataloader.sampler = dict(type='DefaultSampler', shuffle=True)
     else:
-        cfg.train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=8)
+        cfg.train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=6)
     cfg.work_dir = str(work_dir)
     if crash_at is not None:
         cfg.custom_hooks = [dict(type='_CrashAfterIter', at=crash_at)]
@@ -147,7 +148,7 @@ def _flatten(obj, prefix=''):
 
 # differ between two runs by design: wall-clock times, the work dir and run name, the config text
 _RUN_SPECIFIC = ('meta', 'train/time', 'train/data_time', 'runtime_info.cfg', 'runtime_info.experiment_name',
-                 'runtime_info.timestamp', 'resumed_keys', 'train/eta')
+                 'runtime_info.timestamp', 'runtime_info.last_ckpt', 'resumed_keys', 'train/eta')
 
 
 def _same_checkpoints(a_path, b_path):
@@ -169,11 +170,12 @@ def _same_checkpoints(a_path, b_path):
     return compared
 
 
-@pytest.mark.parametrize('loop, workers', [('iter', 0), ('iter', 2), ('epoch', 0), ('epoch', 2)])
+@pytest.mark.parametrize('loop, workers', [('iter', 0), ('epoch', 2)])
 def test_resume_after_a_crash_continues_the_run_bit_identically(tmp_path, loop, workers):
-    """Crash in iteration 5 (last checkpoint: iteration 4, mid-epoch for the epoch loop), resume: the final
-    checkpoint equals the uninterrupted run's in every tensor (weights, teacher, centres, optimiser state,
-    schedulers, step buffer, message hub, random state)."""
+    """Crash in iteration 5 (last checkpoint: iteration 4; for the epoch loop in the middle of the second epoch,
+    with 2 persistent workers that started a new epoch before the crash), resume: the final checkpoint equals the
+    uninterrupted run's in every tensor and number (weights, teacher, centres, optimiser state, schedulers, step
+    buffer, message hub, random state). Drop-path is on, so the main process's random state matters too."""
     from mmengine.hooks import Hook
     from mmengine.registry import HOOKS
 
@@ -190,8 +192,8 @@ def test_resume_after_a_crash_continues_the_run_bit_identically(tmp_path, loop, 
             if runner.iter + 1 == self.at:
                 raise _Crash(f'crash in iteration {self.at}')
 
-    data = write_images(tmp_path / 'imgs', n=12 if loop == 'epoch' else 24)
-    last = 9 if loop == 'epoch' else 8
+    data = write_images(tmp_path / 'imgs', n=6 if loop == 'epoch' else 12)
+    last = 6
     build_runner(_exact_cfg(data, tmp_path / 'straight', loop, workers)).train()
     with pytest.raises(_Crash):
         build_runner(_exact_cfg(data, tmp_path / 'crashed', loop, workers, crash_at=5)).train()
