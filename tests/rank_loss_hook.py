@@ -9,7 +9,7 @@ from mmpretrain.registry import HOOKS
 class LogLossEveryRankHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        loss = outputs['loss'].detach().clone().float().reshape(1)
+        loss = torch.tensor([float(outputs['loss'])])  # train_step returns the logged values as floats
         dist.all_reduce(loss)
         loss /= dist.get_world_size()
         # the teacher must be identical on both ranks too (same synced student, same EMA)

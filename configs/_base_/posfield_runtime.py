@@ -10,6 +10,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),  # stop at a NaN/Inf loss (projects/common/hooks.py)
+    # the main process's random state in every checkpoint, restored on resume (projects/posfield/engine/resume.py)
+    random_state=dict(type='RandomStateHook'),
 )
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='nccl'))

@@ -2,3 +2,4 @@
 # same backbone, data and schedule as posfield_vit-mini-p16_demo-pool.py.
 _base_ = ['./posfield_vit-mini-p16_demo-pool.py', '../_base_/models/dinov2-dagger.py']
 model = {{_base_.dinov2_dagger}}
+train_dataloader = {{_base_.dinov2_dagger_data}}

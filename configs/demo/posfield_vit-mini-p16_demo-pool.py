@@ -19,6 +19,7 @@ model = dict(
 )
 train_dataloader = dict(
     batch_size=32, num_workers=2, persistent_workers=True,
+    collate_fn=dict(patch_size=16),  # the backbone's
     dataset=dict(data_root=data_root, pipeline=[  # the base pipeline at 96 / 48 px with 4 local crops
         dict(type='LoadRGBImage', on_error='skip'),
         dict(type='PosFieldMultiCrop', global_crops_size=96, global_crops_scale=(0.25, 1.0), local_crops_number=4,

@@ -21,6 +21,7 @@ model = dict(
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False, pin_memory=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
+    collate_fn=dict(patch_size=8),  # the backbone's
     dataset=dict(pipeline=[  # the base pipeline at 64 / 32 px with 2 local crops (lists cannot be merged)
         dict(type='LoadRGBImage', on_error='skip'),
         dict(type='PosFieldMultiCrop', global_crops_size=64, local_crops_number=2, local_crops_size=32),
@@ -35,6 +36,6 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.9, patch_embed_lr_mult=0.2, norm_decay_mult=0.0, flat_decay_mult=0.0),
 )
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=max_iters)  # exact resume (engine/resume.py)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=3, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)

@@ -53,7 +53,7 @@ def test_knn_eval_hook_places_images_at_the_mean_placement_by_default(labelled_d
     assert KNNEvalHook(**args).canvas_box(cfg) == pytest.approx(((1 - s) / 2, (1 - s) / 2, (1 + s) / 2, (1 + s) / 2))
     assert KNNEvalHook(**args, placement='whole').canvas_box(cfg) is None
     assert KNNEvalHook(**args, box=(0.1, 0.2, 0.5, 0.6)).canvas_box(cfg) == (0.1, 0.2, 0.5, 0.6)
-    cfg.model.data_preprocessor['placement'] = dict(mode='uniform', scale_range=(0.2, 0.6))  # an ablation's
+    cfg.train_dataloader.collate_fn['placement'] = dict(mode='uniform', scale_range=(0.2, 0.6))  # an ablation's
     assert KNNEvalHook(**args).canvas_box(cfg) == pytest.approx((0.3, 0.3, 0.7, 0.7))
     with pytest.raises(ValueError, match="placement must be 'mean' or 'whole'"):
         KNNEvalHook(**args, placement='centre')

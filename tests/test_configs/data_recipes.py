@@ -311,15 +311,15 @@ def shrink_run(cfg, work_dir: str) -> None:
         loader.persistent_workers = False
     loop = cfg.train_cfg
     loop_type = str(loop.get('type', '')).split('.')[-1]
-    if loop_type == 'IterBasedTrainLoop':
+    if loop_type in ('IterBasedTrainLoop', 'ResumableIterBasedTrainLoop'):
         loop.max_iters = TRAIN_ITERS
         loop.val_interval = TRAIN_ITERS
-    elif loop_type == 'EpochBasedTrainLoop':
+    elif loop_type in ('EpochBasedTrainLoop', 'ResumableEpochBasedTrainLoop'):
         loop.max_epochs = 1  # one epoch of TRAIN_ITEMS images is TRAIN_ITERS steps
         loop.val_interval = 1
     else:
         raise ValueError(f'{cfg.filename}: train_cfg type {loop.get("type")!r}: the test knows how to shorten '
-                         'IterBasedTrainLoop and EpochBasedTrainLoop only')
+                         '(Resumable)IterBasedTrainLoop and (Resumable)EpochBasedTrainLoop only')
     loop.pop('val_begin', None)
     hooks = cfg.default_hooks
     if hooks.get('logger') is not None:

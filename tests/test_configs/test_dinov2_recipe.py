@@ -61,7 +61,7 @@ def test_the_dagger_configs_are_found():
 @pytest.mark.parametrize('path', DAGGER, ids=IDS)
 def test_baseline_switches_and_dinov2_settings(path):
     cfg = _cfg(path)
-    bb, pre = cfg.model.backbone, cfg.model.data_preprocessor
+    bb, pre = cfg.model.backbone, cfg.train_dataloader.collate_fn
     assert bb.pos_embed_type == 'interpolate' and bb.get('pos_field') is None
     assert pre.masking.content_ratio == 1.0  # content masking only
     assert cfg.model.neck.norm_last_layer is False  # DINOv2's DINOHead: weight_g trained
@@ -189,8 +189,8 @@ def test_mask_statistics_are_dinov2s(path):
     [0.1, 0.5], blocks (>= 4 patches, aspect 0.3-3.3, strictly smaller than the grid); under 0.5 % of the masked
     patches isolated (DINOv2's own generator: 0.25 %)."""
     from projects.posfield.datasets.transforms.masking import batch_masks
-    from projects.posfield.models.data_preprocessor import DEFAULT_MASKING
-    masking = {**DEFAULT_MASKING, **_cfg(path).model.data_preprocessor.masking}
+    from projects.posfield.datasets.multiview_collate import DEFAULT_MASKING
+    masking = {**DEFAULT_MASKING, **_cfg(path).train_dataloader.collate_fn.masking}
     assert masking['mask_prob'] == 0.5 and tuple(masking['ratio_range']) == (0.1, 0.5)
     assert masking['content_mode'] == 'block' and masking['min_num_patches'] == 4
     assert tuple(masking['aspect_range']) == pytest.approx((0.3, 1 / 0.3))

@@ -57,9 +57,8 @@ def test_skip_logs_and_returns_none(tmp_path, caplog):
 
 
 def test_pipeline_to_model_inputs(tmp_path):
-    """The whole pipeline, collate and MultiViewDataPreprocessor give one MultiViewBatch."""
-    from mmengine.dataset import default_collate
-    from mmengine.registry import init_default_scope
+    """The whole pipeline, multiview_collate and MultiViewDataPreprocessor give one MultiViewBatch."""
+    from mmengine.registry import FUNCTIONS, init_default_scope
     from mmpretrain.registry import MODELS, TRANSFORMS
     from mmcv.transforms import Compose
     import projects.posfield  # noqa: F401
@@ -72,9 +71,10 @@ def test_pipeline_to_model_inputs(tmp_path):
         dict(type='PosFieldMultiCrop', global_crops_size=32, local_crops_number=3, local_crops_size=16),
         dict(type='PackInputs', algorithm_keys=['crop_boxes', 'view_flips', 'source_hw']),
     ]])
-    batch = default_collate([pipe(dict(img_path=str(tmp_path / f'{i}.jpg'))) for i in range(2)])
-    pre = MODELS.build(dict(type='MultiViewDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], to_rgb=True,
-                            patch_size=8, masking=dict(mask_prob=1.0), seed=0))
+    collate = FUNCTIONS.get('multiview_collate')
+    batch = collate([pipe(dict(img_path=str(tmp_path / f'{i}.jpg'))) for i in range(2)], patch_size=8,
+                    masking=dict(mask_prob=1.0), seed=0)
+    pre = MODELS.build(dict(type='MultiViewDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], to_rgb=True))
     views = pre(batch, training=True)['inputs']
     assert tuple(views.global_views.shape) == (4, 3, 32, 32)
     assert [tuple(v.shape) for v in views.local_views] == [(6, 3, 16, 16)]

@@ -1,9 +1,14 @@
-"""MultiViewDataPreprocessor: one batch of tensors with canvas boxes (aspect kept), masks and patch-loss weights."""
+"""The multi-view batch: multiview_collate (in the dataloader workers) builds canvas boxes (aspect kept), masks,
+patch-loss weights and the step's indices; MultiViewDataPreprocessor moves it to the device and normalises it."""
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import default_collate
+from mmengine.registry import FUNCTIONS
 from mmengine.structures import BaseDataElement
 
+import projects.posfield  # noqa: F401  (registers multiview_collate)
+from projects.posfield.datasets.multiview_collate import build_multiview_batch, check_collate_options
 from projects.posfield.models.data_preprocessor import MultiViewBatch, MultiViewDataPreprocessor
 from projects.posfield.models.utils.pos_field import DEFAULT_BETA, Placement, mean_placement
 
@@ -25,9 +30,20 @@ def collated(batch=3, n_global=2, n_local=3, gsize=32, lsize=16, source_hw=(100,
 
 
 def preprocessor(**kw):
-    args = dict(mean=[0, 0, 0], std=[1, 1, 1], patch_size=8, seed=0)
+    """The collate function's batch building (options checked here, as the collate function checks them) followed
+    by the data preprocessor: collated views -> the normalised MultiViewBatch of the step."""
+    args = dict(patch_size=8, seed=0)
     args.update(kw)
-    return MultiViewDataPreprocessor(**args)
+    rng = np.random.default_rng(args.pop('seed'))
+    placement, masking = check_collate_options(args.pop('placement', None), args.pop('masking', None),
+                                               args['patch_size'])
+    pre = MultiViewDataPreprocessor(mean=[0, 0, 0], std=[1, 1, 1])
+
+    def run(data, training=False):
+        batch = build_multiview_batch(data['inputs'], data['data_samples'], rng, placement=placement,
+                                      masking=masking, **args)
+        return pre(dict(inputs=batch, data_samples=data['data_samples']), training)
+    return run
 
 
 def test_views_grouped_by_size_view_major():
@@ -108,9 +124,9 @@ def test_masked_token_weight_is_the_same_for_every_content_position_split(seed):
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match='masking has unknown keys'):
+    with pytest.raises(ValueError, match='collate_fn.masking has unknown keys'):
         preprocessor(masking=dict(content_ratios=0.5))
-    with pytest.raises(ValueError, match='placement.mode'):
+    with pytest.raises(ValueError, match='collate_fn.placement.mode'):
         preprocessor(placement=dict(mode='gaussian'))
     data = collated()
     del data['data_samples'][0].source_hw
@@ -118,6 +134,78 @@ def test_clear_errors():
         preprocessor()(data, True)
     with pytest.raises(ValueError, match='patch_size'):
         preprocessor(patch_size=None)(collated(), True)
+    with pytest.raises(ValueError, match='not a multiple of train_dataloader.collate_fn.patch_size=5'):
+        preprocessor(patch_size=5)(collated(), True)
+    with pytest.raises(ValueError, match=r"\['masking', 'placement'\].*train_dataloader.collate_fn"):
+        MultiViewDataPreprocessor(placement=dict(mode='const'), masking=dict(content_ratio=1.0))
+    with pytest.raises(ValueError, match="collate_fn=dict\\(type='multiview_collate'"):
+        MultiViewDataPreprocessor()(collated(), True)
+
+
+def _per_image(data):
+    """The per-image pipeline outputs that ``collated`` stands for."""
+    n = data['inputs'][0].shape[0]
+    return [dict(inputs=[v[b] for v in data['inputs']], data_samples=data['data_samples'][b]) for b in range(n)]
+
+
+def test_multiview_collate_is_default_collate_then_the_batch():
+    data = collated(batch=4)
+    collate = FUNCTIONS.get('multiview_collate')
+    options = dict(patch_size=8, masking=dict(mask_prob=1.0), placement=dict(mode='uniform'))
+    got = collate(_per_image(data), seed=5, **options)['inputs']
+    placement, masking = check_collate_options(options['placement'], options['masking'], 8)
+    ref_data = default_collate(_per_image(data))
+    ref = build_multiview_batch(ref_data['inputs'], ref_data['data_samples'], np.random.default_rng(5),
+                                placement=placement, masking=masking, patch_size=8)
+    assert got.global_views.dtype == torch.uint8  # cast and normalised on the device, by the preprocessor
+    for name in ('global_views', 'global_boxes', 'content_masks', 'pos_masks', 'mask_weights', 'kept_rows',
+                 'masked_in_kept', 'masked_weights'):
+        assert torch.equal(getattr(got, name), getattr(ref, name)), name
+    assert (got.n_content, got.n_pos, got.max_kept_per_view) == (ref.n_content, ref.n_pos, ref.max_kept_per_view)
+    with pytest.raises(ValueError, match='collate_fn.masking has unknown keys'):
+        collate(_per_image(data), patch_size=8, masking=dict(ratio=0.3))
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_indices_select_what_the_boolean_masks_select(seed):
+    """The precomputed indices equal boolean-mask selection: kept rows in row-major order, masked rows content
+    first, their weights, the counts and the bound per view."""
+    out = preprocessor(masking=dict(mask_prob=0.75), seed=seed)(collated(batch=4), True)['inputs']
+    content, pos = out.content_masks.flatten(1), out.pos_masks.flatten(1)
+    keep = content | pos
+    tokens = torch.randn(keep.shape[0], keep.shape[1], 3)
+    kept = tokens.flatten(0, 1)[out.kept_rows]
+    assert torch.equal(kept, tokens[keep])
+    assert torch.equal(kept[out.masked_in_kept], torch.cat([tokens[content], tokens[pos]]))
+    assert torch.equal(out.masked_weights, torch.cat([out.mask_weights[content], out.mask_weights[pos]]))
+    assert (out.n_content, out.n_pos) == (int(content.sum()), int(pos.sum())) and out.n_content + out.n_pos > 0
+    assert out.max_kept_per_view == int(keep.sum(1).max())
+    # a batch built by hand derives the same indices
+    again = MultiViewBatch(**{k: getattr(out, k) for k in ('global_views', 'global_boxes', 'global_flips',
+                                                            'local_views', 'local_boxes', 'local_flips',
+                                                            'content_masks', 'pos_masks', 'mask_weights',
+                                                            'n_global', 'batch_size')})
+    for name in ('kept_rows', 'masked_in_kept', 'masked_weights'):
+        assert torch.equal(getattr(again, name), getattr(out, name)), name
+    assert (again.n_content, again.n_pos, again.max_kept_per_view) == (out.n_content, out.n_pos,
+                                                                       out.max_kept_per_view)
+
+
+def test_preprocessor_normalises_like_mmpretrain():
+    from mmpretrain.models.utils import SelfSupDataPreprocessor
+    data = collated()
+    mean, std = [10., 20., 30.], [2., 3., 4.]
+    ours = MultiViewDataPreprocessor(mean=mean, std=std, to_rgb=True)
+    batch = build_multiview_batch(data['inputs'], data['data_samples'], np.random.default_rng(0),
+                                  placement=dict(mode='const'), masking=check_collate_options(None, None, 8)[1],
+                                  patch_size=8)
+    got = ours(dict(inputs=batch, data_samples=data['data_samples']), True)['inputs']
+    ref = SelfSupDataPreprocessor(mean=mean, std=std, to_rgb=True)(dict(inputs=data['inputs'],
+                                                                         data_samples=data['data_samples']),
+                                                                    True)['inputs']
+    assert torch.equal(got.global_views, torch.cat(ref[:2]))
+    assert torch.equal(got.local_views[0], torch.cat(ref[2:]))
+    assert torch.equal(got.kept_rows, batch.kept_rows)  # everything else passes through
 
 
 def test_mean_placement_uses_the_one_beta_default_and_keeps_aspect():

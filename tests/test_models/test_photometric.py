@@ -20,6 +20,7 @@ from mmpretrain.datasets.transforms import GaussianBlur, Solarize
 from scipy import stats
 
 from projects.common.transforms import HueSafeColorJitter
+from projects.posfield.datasets.multiview_collate import build_multiview_batch, check_collate_options
 from projects.posfield.datasets.transforms import PosFieldMultiCrop
 from projects.posfield.models.data_preprocessor import MultiViewDataPreprocessor
 from projects.posfield.models.photometric import (DINO_GLOBAL_RECIPES, DINO_LOCAL_RECIPE, JITTER_OPS, OPS,
@@ -368,17 +369,20 @@ def test_data_preprocessor_augments_in_training_only_before_normalising():
         s.set_field(np.array([16, 16]), 'source_hw')
         samples.append(s)
     gray_all = dict(grayscale=1.0)
-    pre = MultiViewDataPreprocessor(mean=[100, 100, 100], std=[2, 2, 2], to_rgb=True, patch_size=8, seed=0,
+    pre = MultiViewDataPreprocessor(mean=[100, 100, 100], std=[2, 2, 2], to_rgb=True,
                                     photometric=dict(type='MultiCropPhotometric', global_recipes=[gray_all],
                                                      local_recipe=gray_all))
     assert isinstance(pre.photometric, MultiCropPhotometric)
     assert pre.apply(lambda module: None) is pre  # nn.Module.apply still walks the submodule
-    train = pre(dict(inputs=views, data_samples=samples), True)['inputs']
+    placement, masking = check_collate_options(None, None, patch_size=8)
+    multiview = build_multiview_batch(views, samples, np.random.default_rng(0), placement=placement,
+                                      masking=masking, patch_size=8)
+    train = pre(dict(inputs=multiview, data_samples=samples), True)['inputs']
     pixels = train.global_views * 2 + 100  # undo the normalisation
     assert torch.allclose(pixels, pixels[:, :1].expand_as(pixels), atol=1e-3)  # grayscale, then normalised
     gray = 0.2989 * 20 + 0.587 * 50 + 0.114 * 200  # the weights act on R, G, B of the BGR views
     assert torch.allclose(pixels, torch.full_like(pixels, gray / 0.9999), atol=1e-2)
-    test = pre(dict(inputs=views, data_samples=samples), False)['inputs']
+    test = pre(dict(inputs=multiview, data_samples=samples), False)['inputs']
     assert torch.allclose(test.global_views * 2 + 100, torch.cat(views[:2]).float()[:, [2, 1, 0]])
 
 

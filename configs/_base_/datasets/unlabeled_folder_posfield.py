@@ -8,6 +8,8 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    # builds the step's MultiViewBatch in the workers: placement, masks, their indices (docs/design.md contract 2);
+    # patch_size is the backbone's (the mask grid)
+    collate_fn=dict(type='multiview_collate', patch_size=16),
     dataset=dict(type='CustomDataset', data_root=data_root, with_label=False, pipeline={{_base_.train_pipeline}}),
 )

@@ -23,4 +23,5 @@ param_scheduler = [
     dict(type='CosineAnnealingWeightDecay', eta_min=0.4, T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# mmengine's epoch loop, resumable mid-epoch and exactly (projects/posfield/engine/resume.py)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)

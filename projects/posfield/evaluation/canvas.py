@@ -20,15 +20,16 @@ def _find_transform(node, type_name: str):
 
 def canvas_box_for(cfg, placement: str = 'whole') -> Optional[Tuple[float, float, float, float]]:
     """Canvas window of an un-cropped image: ``'whole'`` (None: the whole canvas, as the detector places its
-    input) or ``'mean'`` (the mean pre-training placement of the config: ``model.data_preprocessor.placement``
+    input) or ``'mean'`` (the mean pre-training placement of the config: ``train_dataloader.collate_fn.placement``
     or the ``PosFieldMultiCrop`` transform's, Beta(2, 5) when the config states none)."""
     if placement == 'whole':
         return None
     if placement != 'mean':
         raise ValueError(f"placement must be 'whole' or 'mean', got {placement!r}")
     from projects.posfield.models.utils.pos_field import DEFAULT_PLACEMENT, mean_placement
-    pre = ((cfg.get('model') or {}).get('data_preprocessor') or {}) if cfg is not None else {}
-    crop = _find_transform(cfg.get('train_dataloader') if cfg is not None else None, 'PosFieldMultiCrop')
+    loader = (cfg.get('train_dataloader') or {}) if cfg is not None else {}
+    pre = loader.get('collate_fn') or {}
+    crop = _find_transform(loader or None, 'PosFieldMultiCrop')
     place_cfg = dict(pre.get('placement') or (crop or {}).get('placement') or DEFAULT_PLACEMENT)
     p = mean_placement(**place_cfg)
     return (p.ox, p.oy, p.ox + p.s, p.oy + p.s)

@@ -25,9 +25,12 @@ class PosFieldSSL(BaseSelfSupervisor):
     Student: ``backbone`` (:class:`PosFieldViT`) + ``neck`` (:class:`DINOProjectionNeck`, shared by [CLS] and
     patches unless ``patch_neck`` is given). Teacher: an EMA copy of both (``teacher.module.backbone.*``).
 
-    Inputs: a :class:`MultiViewBatch` built by :class:`MultiViewDataPreprocessor` (views grouped by size,
-    canvas boxes, flips, content / position masks and patch-loss weights). ``loss`` reads top-down: teacher
-    targets, student predictions, losses; diagnostics come from :meth:`_diagnostics`.
+    Inputs: a :class:`MultiViewBatch` built in the dataloader workers by ``multiview_collate`` (views grouped by
+    size, canvas boxes, flips, content / position masks, patch-loss weights and the indices of the masked tokens)
+    and normalised on the device by :class:`MultiViewDataPreprocessor`. ``loss`` reads top-down: teacher
+    targets, student predictions, losses; diagnostics come from :meth:`_diagnostics`. The step selects tokens
+    with the batch's index tensors and Python counts and reads its logged values back to the host once, at
+    its end (docs/design.md, contract 2).
 
     Losses: ``loss_image`` (DINO on [CLS]), ``loss_content`` / ``loss_pos`` (:class:`DualMIMHead` on the
     content- / position-masked tokens only), ``loss_koleo``. Schedules (teacher momentum, teacher
@@ -55,8 +58,6 @@ class PosFieldSSL(BaseSelfSupervisor):
         super().__init__(backbone=backbone, neck=None, head=head, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         width = self.backbone.embed_dims
-        if getattr(self.data_preprocessor, 'patch_size', 0) is None:  # the mask grid is the backbone's
-            self.data_preprocessor.patch_size = _patch_size(self.backbone)
         self.neck = MODELS.build(self._neck_cfg(neck, width, 'neck'))
         self.cls_head = MODELS.build(cls_head)
         self.patch_neck = MODELS.build(self._neck_cfg(patch_neck, width, 'patch_neck')) if patch_neck else None
@@ -70,6 +71,7 @@ class PosFieldSSL(BaseSelfSupervisor):
         self._iters_per_epoch = iters_per_epoch
         self.teacher = EMATeacher(self._student())
         self.register_buffer('step', torch.zeros((), dtype=torch.long))
+        self._host_step = (None, 0)  # ((storage, version) of the step buffer, its value): read when it changed
 
     # ----------------------------------------------------------------------------------- structure
     @staticmethod
@@ -113,12 +115,24 @@ class PosFieldSSL(BaseSelfSupervisor):
 
     def schedule(self, step: Optional[int] = None) -> Dict[str, float]:
         """Teacher temperature, teacher momentum and whether the prototypes are frozen at ``step``."""
-        step = int(self.step) if step is None else step
+        step = self.completed_steps() if step is None else step
         max_iters, per_epoch = self.train_length()
         return dict(
             teacher_temp=linear_warmup(step, int(self.teacher_temp_warmup_epochs * per_epoch), self.teacher_temp),
             momentum=cosine_momentum(step, max_iters, *self.momentum),
             prototypes_frozen=float(step < self.freeze_prototypes_epochs * per_epoch))
+
+    def completed_steps(self) -> int:
+        """The ``step`` buffer as a Python int, read back from the device only when the buffer was changed from
+        outside (loading a checkpoint, a test's ``fill_``): the tensor's version counter tells, without a read."""
+        key, value = self._host_step
+        if key != self._step_key():
+            value = int(self.step)
+            self._host_step = (self._step_key(), value)
+        return value
+
+    def _step_key(self):
+        return self.step.data_ptr(), self.step._version
 
     # ----------------------------------------------------------------------------------- training
     def train_step(self, data, optim_wrapper, forward_module: Optional[nn.Module] = None):
@@ -140,16 +154,34 @@ class PosFieldSSL(BaseSelfSupervisor):
             saved = [p.detach().clone() for p in shared]
             for group in groups:
                 group['lr'] = 0.0  # DINOv2's last-layer lr schedule: no update, but AdamW's moments accumulate
-            optim_wrapper.step()
+            self.optimizer_step(optim_wrapper)
             for group, lr in zip(groups, saved_lr):
                 group['lr'] = lr  # the lr schedulers' chained values continue from the scheduled lr
             with torch.no_grad():
                 for p, value in zip(shared, saved):
                     p.copy_(value)  # the same as lr 0 for prototypes in a group with other parameters
-            optim_wrapper.zero_grad()
+            step = self.completed_steps()
             self.step += 1
+            self._host_step = (self._step_key(), step + 1)
             self.teacher.update(self._student(), sched['momentum'])
-        return log_vars
+        return self.read_log_vars(log_vars)
+
+    @staticmethod
+    def optimizer_step(optim_wrapper) -> None:
+        """The optimiser's step (gradient clipping and AMP's overflow check read values back here, as in mmengine)."""
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+    @staticmethod
+    def read_log_vars(log_vars: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """Every logged value in ONE device-to-host transfer: the step's only read of its results (mmengine's
+        message hub and :class:`NonFiniteLossHook` then read Python floats)."""
+        tensors = {k: v for k, v in log_vars.items() if isinstance(v, torch.Tensor)}
+        values = dict(log_vars)
+        if tensors:
+            stacked = torch.stack([v.detach().float().reshape(()) for v in tensors.values()])
+            values.update(zip(tensors, stacked.tolist()))
+        return values
 
     def _prototype_groups(self, optim_wrapper) -> Tuple[list, list]:
         """The optimiser's parameter groups that hold only the student's prototypes (their lr can be set to 0),
@@ -175,25 +207,31 @@ class PosFieldSSL(BaseSelfSupervisor):
     def loss(self, inputs: MultiViewBatch, data_samples=None, **kwargs) -> Dict[str, torch.Tensor]:
         """DINO [CLS] loss, the two masked-patch losses and KoLeo for one :class:`MultiViewBatch`."""
         if not isinstance(inputs, MultiViewBatch):
-            raise TypeError(f'PosFieldSSL.loss expects a MultiViewBatch (model.data_preprocessor type '
-                            f"'MultiViewDataPreprocessor'), got {type(inputs).__name__}")
+            raise TypeError(f"PosFieldSSL.loss expects a MultiViewBatch (train_dataloader.collate_fn type "
+                            f"'multiview_collate', model.data_preprocessor type 'MultiViewDataPreprocessor'), got "
+                            f'{type(inputs).__name__}')
         batch = inputs
+        grid = tuple(s // _patch_size(self.backbone) for s in batch.global_views.shape[-2:])
+        if tuple(batch.content_masks.shape[-2:]) != grid:
+            raise ValueError(f'the batch masks a {tuple(batch.content_masks.shape[-2:])} patch grid but the backbone '
+                             f'cuts the global views into {grid}: set train_dataloader.collate_fn.patch_size to the '
+                             f'backbone\'s patch size ({_patch_size(self.backbone)})')
         sched = self.schedule()
-        content_sel, pos_sel = batch.content_masks.flatten(1), batch.pos_masks.flatten(1)
-        n_content = int(content_sel.sum())
+        n_content, n_pos = batch.n_content, batch.n_pos  # Python ints from the collate function
 
-        cls_targets, patch_targets = self._teacher_targets(batch, content_sel, pos_sel, sched['teacher_temp'])
-        logits, n_cls, global_cls = self._student_predictions(batch, content_sel, pos_sel)
+        cls_targets, patch_targets = self._teacher_targets(batch, sched['teacher_temp'])
+        logits, n_cls, global_cls = self._student_predictions(batch)
 
-        b, n_pos = batch.batch_size, int(pos_sel.sum())
+        b = batch.batch_size
         n_views, n_targets = n_cls // b, cls_targets.shape[0] // b
         # one cross-entropy call over the whole head output: [CLS] rows, then content rows, then position rows
         ce = soft_cross_entropy(logits, [self.cls_head.row_targets(list(cls_targets.split(b)), n_views),
                                          patch_targets], [self.cls_head.student_temp, self.head.student_temp])
         ce_cls, ce_content, ce_pos = ce.split([n_cls, n_content, n_pos])
         losses = self.cls_head.loss_from_ce(ce_cls, n_views, n_targets)
-        losses.update(self.head.loss_from_ce(ce_content, ce_pos, content_weights=batch.mask_weights[content_sel],
-                                             pos_weights=batch.mask_weights[pos_sel]))
+        content_weights, pos_weights = batch.masked_weights.split([n_content, n_pos])
+        losses.update(self.head.loss_from_ce(ce_content, ce_pos, content_weights=content_weights,
+                                             pos_weights=pos_weights))
         losses['loss_koleo'] = self.koleo_weight * sum(self.koleo(c) for c in global_cls.split(b))
         pos_logits = logits.detach()[n_cls + n_content:]
         losses.update(self._diagnostics(batch, sched, cls_targets, pos_logits, patch_targets[n_content:]))
@@ -207,53 +245,56 @@ class PosFieldSSL(BaseSelfSupervisor):
         return part['neck'](torch.cat([cls, patches]))
 
     @staticmethod
-    def _masked_rows(kept: torch.Tensor, keep: torch.Tensor, content_sel: torch.Tensor, pos_sel: torch.Tensor):
-        """The content-masked then the position-masked patch tokens, from ``kept`` = the ``keep`` patches."""
-        slot = torch.full(keep.shape, -1, dtype=torch.long, device=keep.device)
-        slot[keep] = torch.arange(kept.shape[0], device=keep.device)
-        return kept[torch.cat([slot[content_sel], slot[pos_sel]])]
+    def _masked_rows(kept: torch.Tensor, batch: MultiViewBatch) -> torch.Tensor:
+        """The content-masked then the position-masked patch tokens, from ``kept`` = the ``kept_rows`` patches."""
+        return kept.index_select(0, batch.masked_in_kept)
 
-    def _teacher_targets(self, batch: MultiViewBatch, content_sel, pos_sel, temp: float):
+    @staticmethod
+    def _keep(batch: MultiViewBatch) -> dict:
+        """The backbone's ``keep_patches`` arguments: the masked patches, as flat indices with their bound."""
+        return dict(keep_patches=batch.kept_rows, keep_max_per_view=batch.max_kept_per_view)
+
+    def _teacher_targets(self, batch: MultiViewBatch, temp: float):
         """Teacher targets of the global views' [CLS] and of the masked patches (content rows first).
 
         The backbone runs under ``inference_mode`` and only the [CLS] and masked patch tokens leave it (cloned
         into ordinary tensors, as targets enter the student's autograd graph); the heads run under no_grad.
         """
         teacher = self.teacher.module
-        keep = content_sel | pos_sel
         with torch.inference_mode():
             cls, kept = teacher['backbone'].forward_tokens(batch.global_views, batch.global_boxes,
-                                                           batch.global_flips, keep_patches=keep)
-            masked = self._masked_rows(kept, keep, content_sel, pos_sel)
+                                                           batch.global_flips, **self._keep(batch))
+            masked = self._masked_rows(kept, batch)
         with torch.no_grad():
             cls_logits, patch_logits = self._heads(teacher, cls.clone(), masked.clone()).split(
                 [cls.shape[0], masked.shape[0]])
             return (self.cls_head.targets(cls_logits, temp), self.head.targets(patch_logits, temp))
 
-    def _student_predictions(self, batch: MultiViewBatch, content_sel, pos_sel):
+    def _student_predictions(self, batch: MultiViewBatch):
         """Student logits of every view's [CLS] (globals first) then of the masked patches (content rows first)
         in one tensor, the number of [CLS] rows, and the global views' [CLS] tokens (KoLeo)."""
-        keep = content_sel | pos_sel  # the last layer computes only these patches and the [CLS] tokens
+        # The last layer computes only the masked patches and the [CLS] tokens. No position mask at all when no
+        # token is position-masked (the same tokens; the baseline, which has no position masking, needs None).
+        pos_mask = batch.pos_masks if batch.n_pos else None
         # one pass over the global views and every size of local views (unmasked, [CLS] only)
         (global_cls, kept), *local = self.backbone.forward_token_groups(
             [dict(x=batch.global_views, boxes=batch.global_boxes, flips=batch.global_flips,
-                  content_mask=batch.content_masks, pos_mask=batch.pos_masks, keep_patches=keep)]
+                  content_mask=batch.content_masks, pos_mask=pos_mask, **self._keep(batch))]
             + [dict(x=views, boxes=boxes, flips=flips, cls_only=True)
                for views, boxes, flips in zip(batch.local_views, batch.local_boxes, batch.local_flips)])
         local_cls = [cls for cls, _ in local]
-        masked = self._masked_rows(kept, keep, content_sel, pos_sel)
+        masked = self._masked_rows(kept, batch)
         all_cls = torch.cat([global_cls, *local_cls])
         return self._heads(self._student(), all_cls, masked), all_cls.shape[0], global_cls
 
     @torch.no_grad()
     def _diagnostics(self, batch: MultiViewBatch, sched: dict, cls_targets, pos_logits, pos_targets):
         """Logged, not summed (no 'loss' in the keys)."""
-        device = cls_targets.device
         return dict(
             teacher_entropy=-(cls_targets * cls_targets.clamp_min(1e-12).log()).sum(-1).mean(),
             center_norm=self.cls_head.loss_module.center.norm(),
             pos_acc=masked_position_accuracy(pos_logits.detach(), pos_targets),
-            teacher_temp=torch.tensor(sched['teacher_temp'], device=device),
-            momentum=torch.tensor(sched['momentum'], device=device),
+            teacher_temp=cls_targets.new_full((), sched['teacher_temp']),
+            momentum=cls_targets.new_full((), sched['momentum']),
             masked_content=batch.content_masks.float().mean(),
             masked_pos=batch.pos_masks.float().mean())

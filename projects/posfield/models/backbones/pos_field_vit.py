@@ -142,18 +142,23 @@ class PosFieldViT(VisionTransformer):
     def forward_tokens(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
                        flips: Optional[torch.Tensor] = None, content_mask: Optional[torch.Tensor] = None,
                        pos_mask: Optional[torch.Tensor] = None,
-                       keep_patches: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                       keep_patches: Optional[torch.Tensor] = None,
+                       keep_max_per_view: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encode views; returns final-normed ``(cls (B, D), patches (B, N, D))``.
 
         ``boxes`` ``(B, 4)`` canvas boxes (None: the whole canvas), ``flips`` ``(B,)`` bool,
         ``content_mask`` / ``pos_mask`` ``(B, h, w)`` bool on the patch grid.
-        ``keep_patches`` ``(B, N)`` bool: return only these patch tokens, ``(n_kept, D)`` in ``patches[keep]``
-        order, and (``fused``) run the last layer's projection and FFN only on them and the [CLS] tokens
-        (:meth:`ViTBlock.forward_rows`; a pre-training loss reads no other token of the last layer). That layer
-        is not activation-checkpointed under ``with_cp``.
+        ``keep_patches``: return only these patch tokens, ``(n_kept, D)``, and (``fused``) run the last layer's
+        projection and FFN only on them and the [CLS] tokens (:meth:`ViTBlock.forward_rows`; a pre-training loss
+        reads no other token of the last layer). Either long ``(n_kept,)`` flat indices ``view * N + patch`` in
+        increasing order (the training step's form: :attr:`MultiViewBatch.kept_rows`; no host synchronisation,
+        given ``keep_max_per_view``, the most kept patches of one view) or a ``(B, N)`` bool mask
+        (``patches[keep]`` order; converted with a ``nonzero``). That layer is not activation-checkpointed under
+        ``with_cp``.
         """
         return self.forward_token_groups([dict(x=x, boxes=boxes, flips=flips, content_mask=content_mask,
-                                               pos_mask=pos_mask, keep_patches=keep_patches)])[0]
+                                               pos_mask=pos_mask, keep_patches=keep_patches,
+                                               keep_max_per_view=keep_max_per_view)])[0]
 
     def forward_token_groups(self, groups: Sequence[dict]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """:meth:`forward_tokens` of several view groups in one pass (e.g. the global views, then each size of
@@ -171,15 +176,17 @@ class PosFieldViT(VisionTransformer):
             group = dict(group)
             cls_only = group.pop('cls_only', False)
             keep = group.pop('keep_patches', None)
+            keep_max = group.pop('keep_max_per_view', None)
             unknown = set(group) - {'x', 'boxes', 'flips', 'content_mask', 'pos_mask'}
             if unknown or 'x' not in group:
-                raise ValueError(f'a view group takes x, boxes, flips, content_mask, pos_mask, keep_patches and '
-                                 f'cls_only; got {sorted(group)}{" without x" if "x" not in group else ""}')
+                raise ValueError(f'a view group takes x, boxes, flips, content_mask, pos_mask, keep_patches, '
+                                 f'keep_max_per_view and cls_only; got {sorted(group)}'
+                                 f'{" without x" if "x" not in group else ""}')
             tokens, _ = self._embed(group['x'], group.get('boxes'), group.get('flips'), group.get('content_mask'),
                                     group.get('pos_mask'))
-            embedded.append((tokens, _CLS_ONLY if cls_only else keep))
+            embedded.append((tokens, (_CLS_ONLY, 0) if cls_only else (keep, keep_max)))
         shapes = [tuple(tokens.shape[:2]) for tokens, _ in embedded]
-        full = all(keep is None for _, keep in embedded)
+        full = all(keep is None for _, (keep, _) in embedded)
         last = len(self.layers) if full else len(self.layers) - 1  # the last layer per group, on its rows only
         if self.fused:
             rows = torch.cat([tokens.flatten(0, 1) for tokens, _ in embedded]) if len(embedded) > 1 else \
@@ -198,29 +205,45 @@ class PosFieldViT(VisionTransformer):
                     tokens = self.ln1(tokens)
                 outs.append((tokens[:, 0], tokens[:, 1:]))
                 continue
-            outs.append(self._last_layer_rows(tokens, keep))
+            outs.append(self._last_layer_rows(tokens, *keep))
         return outs
 
-    def _last_layer_rows(self, tokens: torch.Tensor, keep_patches) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _last_layer_rows(self, tokens: torch.Tensor, keep_patches,
+                         keep_max: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """The last layer on the [CLS] tokens and the ``keep_patches`` patches (None: every patch)."""
         batch, n_patches = tokens.shape[0], tokens.shape[1] - 1
+        device = tokens.device
         if keep_patches is None:
-            keep_patches = tokens.new_ones(batch, n_patches, dtype=torch.bool)
+            keep_patches, keep_max = torch.arange(batch * n_patches, device=device), n_patches
         elif keep_patches is _CLS_ONLY:
-            keep_patches = tokens.new_zeros(batch, n_patches, dtype=torch.bool)
-        if tuple(keep_patches.shape) != (batch, n_patches):
-            raise ValueError(f'keep_patches must have shape {(batch, n_patches)} (views, patches), '
-                             f'got {tuple(keep_patches.shape)}')
-        wanted = torch.cat([keep_patches.new_ones(batch, 1), keep_patches], dim=1).to(torch.bool)
-        samples, token_index = wanted.nonzero(as_tuple=True)  # per view: its [CLS] first, then its kept patches
+            keep_patches, keep_max = torch.zeros(0, dtype=torch.long, device=device), 0
+        elif keep_patches.dtype == torch.bool:
+            if tuple(keep_patches.shape) != (batch, n_patches):
+                raise ValueError(f'keep_patches must have shape {(batch, n_patches)} (views, patches), '
+                                 f'got {tuple(keep_patches.shape)}')
+            keep_patches = keep_patches.flatten().nonzero().flatten()
+        elif keep_patches.dim() != 1 or keep_patches.dtype != torch.long:
+            raise ValueError(f'keep_patches must be a ({batch}, {n_patches}) bool mask or 1-d long flat indices '
+                             f'view * {n_patches} + patch, got {keep_patches.dtype} of shape '
+                             f'{tuple(keep_patches.shape)}')
+        keep_patches = keep_patches.to(device)
+        # Rows in (view, token) order: each view's [CLS] token, then its kept patches (token 1 + patch). Where each
+        # row goes follows from the per-view counts, computed on the device (no count is read back).
+        views = keep_patches // n_patches
+        counts = torch.zeros(batch, dtype=torch.long, device=device).index_add_(0, views, torch.ones_like(views))
+        cls_at = torch.arange(batch, device=device) + (counts.cumsum(0) - counts)
+        kept_at = torch.arange(keep_patches.numel(), device=device) + views + 1
+        samples = torch.empty(batch + keep_patches.numel(), dtype=torch.long, device=device)
+        samples.index_put_((cls_at,), torch.arange(batch, device=device)).index_put_((kept_at,), views)
+        token_index = torch.zeros_like(samples).index_put_((kept_at,), keep_patches % n_patches + 1)
         if self.fused:
-            rows = self.layers[-1].forward_rows(tokens, samples, token_index)
+            rows = self.layers[-1].forward_rows(tokens, samples, token_index,
+                                                max_rows=None if keep_max is None else keep_max + 1)
         else:
             rows = self.layers[-1](tokens)[samples, token_index]
         if self.final_norm:
             rows = self.ln1(rows)
-        is_cls = token_index == 0
-        return rows[is_cls], rows[~is_cls]
+        return rows.index_select(0, cls_at), rows.index_select(0, kept_at)
 
     def forward_cls(self, x: torch.Tensor, boxes: Optional[torch.Tensor] = None,
                     flips: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -59,6 +59,22 @@ def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
     raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}')
 
 
+def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample residual factors ``(batch,)`` (float32 at least): the scale of :func:`kept_samples` where a
+    sample keeps the branch, 0 where it drops it; the same random draws as :func:`kept_samples`, without reading
+    the kept count back."""
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    if mode == 'bernoulli':
+        keep_prob = 1.0 - drop_prob
+        draw = keep_prob + torch.rand((batch, 1, 1), dtype=like.dtype, device=like.device)
+        return draw.floor().flatten().to(dtype) * (1.0 / keep_prob)
+    if mode == 'dinov2':
+        kept = max(int(batch * (1.0 - drop_prob)), 1)
+        index = torch.randperm(batch, device=like.device)[:kept]
+        return torch.zeros(batch, dtype=dtype, device=like.device).index_fill_(0, index, batch / kept)
+    raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}')
+
+
 def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
                  mode: str = 'bernoulli') -> torch.Tensor:
     """``x + stochastic_depth(branch(x))`` with ``branch`` run on the kept samples only."""
@@ -305,11 +321,13 @@ class ViTBlock(TransformerEncoderLayer):
         q, k, v = split_heads(linear_module(attn.qkv, self.ln1(x)), 3, attn.num_heads)
         return attend(attn, q, k, v).transpose(1, 2).reshape(batch, tokens, attn.embed_dims)
 
-    def attention_rows(self, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def attention_rows(self, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor,
+                       max_rows: Optional[int] = None) -> torch.Tensor:
         """``attention_mix(x)[samples, tokens]``, ``(R, D)``, with queries for those R rows only.
 
         Keys and values come from every token; the query projection and the attention run for the requested rows,
-        padded per sample to the largest count (rows may come in any order).
+        padded per sample to the largest count (rows may come in any order). ``max_rows``: an upper bound of the
+        rows of one sample, known to the caller (then nothing is read back from the device); by default the count.
         """
         attn = self.attn
         batch, n_tokens, dims = x.shape
@@ -319,11 +337,14 @@ class ViTBlock(TransformerEncoderLayer):
         b_q, b_kv = (None, None) if attn.qkv.bias is None else attn.qkv.bias.split([dims, 2 * dims])
         k, v = split_heads(linear(normed, w_kv, b_kv), 2, heads)
         q_rows = linear(normed[samples, tokens], w_q, b_q)  # (R, D)
-        counts = torch.bincount(samples, minlength=batch)
+        # counts by index_add, not bincount: bincount reads its input's maximum back to the host on CUDA
+        counts = torch.zeros(batch, dtype=torch.long, device=x.device).index_add_(0, samples, torch.ones_like(samples))
         order = torch.argsort(samples, stable=True)
         ranks = torch.arange(samples.numel(), device=x.device) - (counts.cumsum(0) - counts)[samples[order]]
         slot = torch.empty_like(ranks).index_put_((order,), ranks)  # each row's rank among its sample's rows
-        q = q_rows.new_zeros(batch, int(counts.max()) if samples.numel() else 0, dims)
+        if max_rows is None:
+            max_rows = int(counts.max()) if samples.numel() else 0
+        q = q_rows.new_zeros(batch, max_rows, dims)
         q = q.index_put((samples, slot), q_rows)
         q = q.view(batch, -1, heads, head_dims).transpose(1, 2)
         out = attend(attn, q, k, v).transpose(1, 2).reshape(batch, -1, dims)
@@ -401,43 +422,32 @@ class ViTBlock(TransformerEncoderLayer):
 
     # the rows a loss reads --------------------------------------------------------------------------------------
 
-    def forward_rows(self, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward_rows(self, x: torch.Tensor, samples: torch.Tensor, tokens: torch.Tensor,
+                     max_rows: Optional[int] = None) -> torch.Tensor:
         """``self(x)[samples, tokens]``, ``(R, D)``, computing only those R output rows.
 
         ``samples`` / ``tokens``: long ``(R,)`` row indices (sample, token) into ``x`` ``(B, N, D)``, in any
         order. Keys and values still come from every token of ``x``; the queries, the attention, the output
-        projection and the FFN run for the R rows only (:meth:`attention_rows`). Stochastic depth draws exactly
-        as the plain forward does (one draw per branch over the whole batch), so a seeded step keeps the samples
-        it would have kept.
+        projection and the FFN run for the R rows only (:meth:`attention_rows`; ``max_rows`` as there).
+        Stochastic depth draws exactly as the plain forward does (one draw per branch over the whole batch), so a
+        seeded step keeps the samples it would have kept; the branches run on every requested row and a dropped
+        sample's rows get a zero factor (which rows are dropped is not read back to the host; these few rows are
+        a small share of the step).
         """
         drop_prob = self._active_drop_prob()
         rows = x[samples, tokens]
+        if drop_prob <= 0.0:
+            rows = rows + self.attn_output(self.attention_rows(x, samples, tokens, max_rows))
+            return rows + self.ffn_branch(rows)
 
-        def kept_rows(drop: float):
-            """(indices into the rows whose sample keeps the branch, their sample's position among the kept
-            samples, the kept samples, the residual scale); the first three are None when nothing is dropped."""
-            if drop <= 0.0:
-                return None, None, None, 1.0
-            index, scale = kept_samples(x.shape[0], drop, self.drop_path_mode, x)
-            if index.numel() == x.shape[0]:
-                return None, None, None, scale
-            slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
-            slot[index] = torch.arange(index.numel(), device=x.device)
-            picked = (slot[samples] >= 0).nonzero().flatten()
-            return picked, slot[samples[picked]], index, scale
+        def add_scaled(base: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+            # the factor (a float scale) applied in float32 at least, as index_add's alpha would be
+            factor = sample_factors(x.shape[0], drop_prob, self.drop_path_mode, x)[samples, None]
+            dtype = torch.promote_types(base.dtype, torch.float32)
+            return torch.addcmul(base.to(dtype), branch.to(dtype), factor.to(dtype)).to(base.dtype)
 
-        picked, kept_slot, index, scale = kept_rows(drop_prob)
-        if picked is None:
-            rows = rows + self.attn_output(self.attention_rows(x, samples, tokens)) * scale
-        else:
-            mixed = self.attention_rows(x.index_select(0, index), kept_slot, tokens[picked])
-            rows = torch.index_add(rows, 0, picked, self.attn_output(mixed).to(rows.dtype), alpha=scale)
-        picked, _, _, scale = kept_rows(drop_prob)
-        if picked is None:
-            return rows + self.ffn_branch(rows) * scale
-        return torch.index_add(rows, 0, picked, self.ffn_branch(rows.index_select(0, picked)).to(rows.dtype),
-                               alpha=scale)
-
+        rows = add_scaled(rows, self.attn_output(self.attention_rows(x, samples, tokens, max_rows)))
+        return add_scaled(rows, self.ffn_branch(rows))
 
 def compiled_branches(**compile_kwargs) -> tuple:
     """``torch.compile``d :meth:`ViTBlock.attn_branch` and :meth:`ViTBlock.ffn_branch` (dynamic shapes by

@@ -27,8 +27,9 @@ def sinkhorn_knopp(logits: torch.Tensor, temp: float, n_iters: int = 3) -> torch
     if dist_on:
         dist.all_reduce(shift, op=dist.ReduceOp.MAX)
         dist.all_reduce(count)
-    if not torch.isfinite(shift):  # no rows on any rank
+    if not dist_on and q.shape[0] == 0:  # no rows (decided on the host: no value is read back)
         return q.clone()
+    # distributed with no rows on any rank: every rank holds an empty q, so the steps below are empty too
     q = torch.exp(q - shift).t()  # (K, B_rank)
     n_protos = q.shape[0]
     total = q.sum()
