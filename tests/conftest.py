@@ -6,10 +6,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import projects.common  # noqa: E402,F401  (torch>=2.6 checkpoint loading, atomic writes)
-
-
 import pytest  # noqa: E402
+
+import projects.common  # noqa: E402,F401  (torch>=2.6 checkpoint loading, atomic writes)
 
 
 @pytest.fixture(autouse=True)

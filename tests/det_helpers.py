@@ -31,8 +31,10 @@ def write_coco(root, n_train=4, n_val=2, size=128, seed=0):
             for k in range(2):
                 cat = int(rng.integers(0, len(CLASSES)))
                 r = int(rng.integers(14, 24))
-                cx, cy = [int(v) for v in rng.integers(r + 2, size - r - 2, size=2)] if k == 0 else (
-                    size - 1 - cx, size - 1 - cy)
+                if k == 0:
+                    cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, size=2))
+                else:  # the second shape mirrors the first through the image centre
+                    cx, cy = size - 1 - cx, size - 1 - cy
                 poly = shape_polygon(CLASSES[cat], cx, cy, r)
                 draw.polygon(poly, fill=tuple(int(v) for v in rng.integers(150, 255, 3)))
                 xs, ys = poly[0::2], poly[1::2]

@@ -20,8 +20,13 @@ if REPO_ROOT not in sys.path:
 
 from projects.common.backbone_loader import check_checkpoint_fits_model  # noqa: E402
 from projects.common.checkpoint import atomic_write_bytes  # noqa: E402
-from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
-                                          exit_on_bad_input, load_config)
+from projects.common.runner_setup import (  # noqa: E402
+    adapt_to_device,
+    build_runner,
+    clear_config_errors,
+    exit_on_bad_input,
+    load_config,
+)
 
 
 class _DictAction(argparse.Action):
@@ -58,7 +63,7 @@ def enable_visualization(cfg, show_dir: str, interval: int, score_thr: float) ->
     hooks = cfg.get('default_hooks') or {}
     hook = hooks.get('visualization')
     if hook is None:
-        raise KeyError(f'--show-dir: the config has no default_hooks.visualization hook to draw with')
+        raise KeyError('--show-dir: the config has no default_hooks.visualization hook to draw with')
     kind = str(hook.get('type', '')).split('.')[-1]
     if kind == 'DetVisualizationHook':
         hook.update(draw=True, test_out_dir=show_dir, interval=interval, score_thr=score_thr)

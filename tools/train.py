@@ -16,10 +16,16 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.common.checkpoint import latest_checkpoint, remove_stale_temporaries  # noqa: E402
 from projects.common import cpu_tuning  # noqa: E402
-from projects.common.runner_setup import (adapt_to_device, build_runner, clear_config_errors,  # noqa: E402
-                                          exit_on_bad_input, is_rank_zero, load_config)
+from projects.common.checkpoint import latest_checkpoint, remove_stale_temporaries  # noqa: E402
+from projects.common.runner_setup import (  # noqa: E402
+    adapt_to_device,
+    build_runner,
+    clear_config_errors,
+    exit_on_bad_input,
+    is_rank_zero,
+    load_config,
+)
 
 
 def parse_args(argv=None):

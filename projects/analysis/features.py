@@ -41,8 +41,8 @@ def labelled_dataset_cfg(dataset_type: str, data_root: str, split: Optional[str]
 
 def build_labelled_dataset(cfg: dict, img_size: int = 224):
     """Build an mmpretrain dataset; the evaluation pipeline is added when ``cfg`` has none."""
-    from mmpretrain.registry import DATASETS
     import mmpretrain.datasets  # noqa: F401  (registers datasets and transforms)
+    from mmpretrain.registry import DATASETS
     cfg = copy.deepcopy(dict(cfg))
     cfg.setdefault('pipeline', eval_pipeline(img_size))
     try:

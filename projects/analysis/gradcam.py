@@ -155,8 +155,8 @@ def run_gradcam(models: Sequence[LoadedModel], images: Sequence[str], out_dir: s
                 method: str = 'gradcam', display_size: int = 256, save_raw: bool = False) -> List[dict]:
     import cv2
     import numpy as np
-    import torch
     import pytorch_grad_cam
+    import torch
     from mmengine.utils import ProgressBar
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -62,8 +62,14 @@ def knn_linear_probe(config, checkpoint: str, train_cfg: dict, val_cfg: dict, ou
     other arguments are ``tools/analysis/knn_linear_probe.py``'s options of the same names."""
     from projects.common.backbone_loader import load_backbone
 
-    from .features import (build_labelled_dataset, build_loader, extract_features, feature_variant, num_classes_of,
-                           subset_per_class)
+    from .features import (
+        build_labelled_dataset,
+        build_loader,
+        extract_features,
+        feature_variant,
+        num_classes_of,
+        subset_per_class,
+    )
     from .knn import knn_scores, topk_accuracy
     from .linear_probe import train_linear_probe
     train_set = build_labelled_dataset(train_cfg, img_size)

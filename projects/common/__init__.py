@@ -6,8 +6,14 @@
 * :mod:`.config_errors` turns mmengine's bare "X is not in the registry" into a message naming the
   config file, the key and the registries searched.
 """
-from .checkpoint import (AtomicLocalBackend, CheckpointFileError, NotACheckpointError, UnsafeCheckpointError,
-                         load_checkpoint_file, register_checkpoint_safe_globals)
+from .checkpoint import (
+                         AtomicLocalBackend,
+                         CheckpointFileError,
+                         NotACheckpointError,
+                         UnsafeCheckpointError,
+                         load_checkpoint_file,
+                         register_checkpoint_safe_globals,
+)
 from .config_errors import UnknownTypeError, explain_build_error
 from .errors import BadInputError
 from .hooks import NonFiniteLossError, NonFiniteLossHook

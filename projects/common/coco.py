@@ -16,10 +16,10 @@ import functools
 import logging
 from typing import Optional
 
+from mmcv.transforms import BaseTransform
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.evaluation import CocoMetric
-from mmcv.transforms import BaseTransform
 from mmdet.registry import DATASETS, METRICS, TRANSFORMS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log

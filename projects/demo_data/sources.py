@@ -7,8 +7,8 @@ zip; a Debian package is fetched with ``apt-get download`` and read from its ``d
 read from its installed files instead (no download).
 """
 import fnmatch
-import io
 import importlib.metadata as importlib_metadata
+import io
 import os
 import os.path as osp
 import re

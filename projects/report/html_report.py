@@ -138,6 +138,7 @@ def _pretrained(seed_dir: str) -> List[Dict]:
 def attention_figures(pretrained: List[Dict], images: List[str], out_dir: str, seed: int = 0) -> List[str]:
     """[CLS] attention of the last block: one figure per image, one row per backbone plus random init."""
     import torch
+
     from projects.common.backbone_loader import load_backbone
     if not pretrained or not images:
         return []

@@ -22,9 +22,10 @@ model = dict(
 @pytest.fixture(scope='session')
 def tiny_ssl_ckpt(tmp_path_factory):
     """A PosFieldSSL checkpoint of the tiny smoke config whose teacher differs from its student."""
-    import projects.posfield  # noqa: F401
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
+    import projects.posfield  # noqa: F401
     cfg = Config.fromfile(TINY_PRETRAIN)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from projects.analysis.attention_stats import (attention_distance, cls_attention_features, cluster_nmi,
-                                                          entropy, kmeans, masks_to_patch_labels, nmi,
-                                                          patch_centres)
+from projects.analysis.attention_stats import (
+    attention_distance,
+    cls_attention_features,
+    cluster_nmi,
+    entropy,
+    kmeans,
+    masks_to_patch_labels,
+    nmi,
+    patch_centres,
+)
 
 
 # ----------------------------------------------------------------------------------------------- NMI

@@ -6,8 +6,14 @@ import os.path as osp
 import pytest
 import torch
 
-from projects.common.checkpoint import (CheckpointFileError, NotACheckpointError, UnsafeCheckpointError,
-                                        atomic_write_bytes, config_from_text, load_checkpoint_file)
+from projects.common.checkpoint import (
+    CheckpointFileError,
+    NotACheckpointError,
+    UnsafeCheckpointError,
+    atomic_write_bytes,
+    config_from_text,
+    load_checkpoint_file,
+)
 from tests.det_helpers import write_coco
 from tests.helpers import ROOT, TINY_PRETRAIN
 from tests.test_bad_input.helpers import png_header, run_tool, run_tool_in_process
@@ -192,11 +198,11 @@ def test_test_tool_refuses_a_pretraining_checkpoint(coco_root, tmp_path):
 
 def test_test_tool_refuses_a_detector_of_another_width(tmp_path):
     """The check tools/test.py runs before testing (its exit path is shown with the pre-training checkpoint)."""
-    import projects.posfield.det  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
+    import projects.posfield.det  # noqa: F401
     from projects.common.backbone_loader import CheckpointMismatchError, check_checkpoint_fits_model
     init_default_scope('mmdet')
     cfg = Config.fromfile(TINY_DET)
@@ -218,10 +224,11 @@ def test_test_tool_refuses_a_detector_of_another_width(tmp_path):
 
 def test_test_tool_refuses_a_detector_with_nan_weights(coco_root, tmp_path):
     """A diverged detector would be evaluated to mmdet's "results of the whole dataset is empty" and "metrics": {}."""
-    import projects.posfield.det  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+
+    import projects.posfield.det  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmdet'):
         state = MODELS.build(Config.fromfile(TINY_DET).model).state_dict()
     names = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 1]
@@ -277,18 +284,18 @@ def test_extract_backbone_key_on_a_backbone_only_file_is_an_error(tmp_path):
 
 def test_extracted_backbone_loads_in_the_analysis_loader_and_respects_the_umask(tmp_path):
     """Every backbone file the repository writes must load: extract_backbone.py keeps the [CLS] token."""
-    import projects.posfield  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
+    import projects.posfield  # noqa: F401
     from projects.common.backbone_loader import load_backbone
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope an earlier test left
         model = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
     model.init_weights()
     torch.save({'state_dict': model.state_dict()}, tmp_path / 'pretrain.pth')
     out = tmp_path / 'backbone.pth'
-    rc, log = run_tool(['bash', '-c', f'umask 022 && exec "$0" "$@"', __import__('sys').executable,
+    rc, log = run_tool(['bash', '-c', 'umask 022 && exec "$0" "$@"', __import__('sys').executable,
                         osp.join(ROOT, EXTRACT), str(tmp_path / 'pretrain.pth'), str(out)])
     assert rc == 0, log[-2000:]
     assert os.stat(out).st_mode & 0o777 == 0o644

@@ -91,9 +91,10 @@ def test_class_names_differing_only_by_case_list_both_sides(coco):
 
 
 def _dataset(root, ann, pipeline=(), **kw):
-    import projects.common.coco  # noqa: F401
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
+
+    import projects.common.coco  # noqa: F401
     init_default_scope('mmdet')
     return DATASETS.build(dict(type='CheckedCocoDataset', data_root=root, ann_file=ann, data_prefix=dict(img='train/'),
                                metainfo=dict(classes=CLASSES), pipeline=list(pipeline),

@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-from projects.common.runner_setup import (ConfigOptionError, ConfigOptionWarning, check_key_value_pairs,
-                                          load_config)
+from projects.common.runner_setup import ConfigOptionError, ConfigOptionWarning, check_key_value_pairs, load_config
 from tests.helpers import ROOT, TINY_PRETRAIN, write_images
 from tests.test_bad_input.helpers import run_tool, run_tool_in_process
 

@@ -6,8 +6,8 @@ from projects.common.runner_setup import clear_config_errors
 
 
 def test_unknown_backbone_type_names_file_key_and_registries(tmp_path):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     cfg = Config(dict(model=dict(type='ImageClassifier', backbone=dict(type='VisionTransformr', arch='b'),
                                  neck=None, head=None),

@@ -191,6 +191,7 @@ class Checkpoints:
     def _build(model_cfg, scope: str = 'mmpretrain'):
         from mmengine.registry import DefaultScope
         from mmpretrain.registry import MODELS
+
         import projects.posfield  # noqa: F401  (registers PosFieldViT)
         import projects.simclr_loc  # noqa: F401
         torch.manual_seed(0)

@@ -58,9 +58,10 @@ def test_skip_logs_and_returns_none(tmp_path, caplog):
 
 def test_pipeline_to_model_inputs(tmp_path):
     """The whole pipeline, multiview_collate and MultiViewDataPreprocessor give one MultiViewBatch."""
+    from mmcv.transforms import Compose
     from mmengine.registry import FUNCTIONS, init_default_scope
     from mmpretrain.registry import MODELS, TRANSFORMS
-    from mmcv.transforms import Compose
+
     import projects.posfield  # noqa: F401
     init_default_scope('mmpretrain')
     for i in range(2):

@@ -8,8 +8,16 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from projects.demo_data import (CLASSES, DemoDataError, compose_coco, compose_image, has_hole, mask_to_polygons,
-                                 roundtrip_iou, verify_coco)
+from projects.demo_data import (
+    CLASSES,
+    DemoDataError,
+    compose_coco,
+    compose_image,
+    has_hole,
+    mask_to_polygons,
+    roundtrip_iou,
+    verify_coco,
+)
 
 MIN_AREA = 48
 

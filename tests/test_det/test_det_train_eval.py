@@ -63,8 +63,9 @@ def test_ground_truth_predictions_score_ap_one(tmp_path):
 
 
 def test_bad_coco_inputs_fail_clearly(tmp_path):
-    from mmengine.registry import init_default_scope
     from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+
     import projects.posfield.det  # noqa: F401
     init_default_scope('mmdet')
     root = write_coco(tmp_path / 'coco', n_train=2, n_val=1)

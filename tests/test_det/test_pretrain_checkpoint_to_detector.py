@@ -20,8 +20,9 @@ PAIRS = [  # (paper arch, pre-training config, detection config)
 
 
 def _pretrain_model(config, arch):
-    import projects.posfield  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import projects.posfield  # noqa: F401
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(osp.join(ROOT, config))
     # The backbone by its table entry (the pre-training backbone takes the same name or dict), and a small
@@ -47,6 +48,7 @@ def test_pretraining_checkpoint_loads_into_its_detection_config(tmp_path, arch, 
     teacher = model.teacher.module['backbone'].state_dict()
     del model
     from mmdet.registry import MODELS
+
     import projects.posfield.det  # noqa: F401
     init_default_scope('mmdet')
     cfg = Config.fromfile(osp.join(ROOT, det))

@@ -153,9 +153,9 @@ def test_decomposed_rel_pos_matches_a_direct_computation():
     table_h, table_w = torch.randn(2 * h - 1, c), torch.randn(2 * w - 1, c)
     bias = decomposed_rel_pos_bias(q, table_h, table_w, (h, w))
     for (i, j) in [(0, 0), (2, 3), (1, 2)]:
-        for (k, l) in [(0, 0), (2, 1), (1, 3)]:
-            expect = q[:, 0, i * w + j] @ table_h[i - k + h - 1] + q[:, 0, i * w + j] @ table_w[j - l + w - 1]
-            assert torch.allclose(bias[:, 0, i * w + j, k * w + l], expect, atol=1e-5)
+        for (k, m) in [(0, 0), (2, 1), (1, 3)]:
+            expect = q[:, 0, i * w + j] @ table_h[i - k + h - 1] + q[:, 0, i * w + j] @ table_w[j - m + w - 1]
+            assert torch.allclose(bias[:, 0, i * w + j, k * w + m], expect, atol=1e-5)
     # a table for another grid is resized linearly (ViTDet): 5 offsets (grid 3) serve grid 6 (11 offsets)
     const = get_rel_pos(6, 6, torch.full((5, 2), 3.0))
     assert const.shape == (6, 6, 2) and torch.allclose(const, torch.full_like(const, 3.0))

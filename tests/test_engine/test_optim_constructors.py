@@ -38,6 +38,7 @@ DET_SMOKE = 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-fo
 
 def _det_model_and_optim(paramwise):
     from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
     import projects.posfield.det  # noqa: F401
     init_default_scope('mmdet')
     cfg = Config.fromfile(DET_SMOKE)
@@ -69,9 +70,11 @@ def test_one_constructor_gives_both_packages_the_same_scales():
     """Pre-training (mmpretrain) and detection (mmdet) use one class: same lr scale and weight decay for every
     backbone parameter the two models share, given the same paramwise_cfg."""
     from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET
-    from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS as PRE
-    from projects.posfield.engine.layer_decay import ViTLayerDecayOptimWrapperConstructor
+    from mmpretrain.registry import MODELS
+    from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS as PRE
+
     import projects.posfield.det  # noqa: F401
+    from projects.posfield.engine.layer_decay import ViTLayerDecayOptimWrapperConstructor
     assert DET.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
     assert PRE.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
     assert PRE.get('PosFieldOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor

@@ -1,17 +1,24 @@
 """ViTBlock: its fused forwards (view groups in one pass, rows only, stochastic depth that skips the dropped
 samples' compute, checkpointing, torch.compile) compute its plain forward, which is mmpretrain's
 TransformerEncoderLayer's; PosFieldViT(fused=False) and the whole training step agree with the fused path."""
-import pytest
 import numpy as np
+import pytest
 import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
 from projects.common import cpu_tuning
 from projects.common.cpu_tuning import SHORT_ATTENTION_TOKENS
 from projects.posfield.models.backbones import PosFieldViT
-from projects.posfield.models.backbones.vit_block import (ViTBlock, add_residual, add_scaled_rows, attend,
-                                                            kept_samples, scaled_linear, split_group_heads,
-                                                            split_heads)
+from projects.posfield.models.backbones.vit_block import (
+    ViTBlock,
+    add_residual,
+    add_scaled_rows,
+    attend,
+    kept_samples,
+    scaled_linear,
+    split_group_heads,
+    split_heads,
+)
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64)
 

@@ -23,8 +23,14 @@ from projects.common.transforms import HueSafeColorJitter
 from projects.posfield.datasets.multiview_collate import build_multiview_batch, check_collate_options
 from projects.posfield.datasets.transforms import PosFieldMultiCrop
 from projects.posfield.models.data_preprocessor import MultiViewDataPreprocessor
-from projects.posfield.models.photometric import (DINO_GLOBAL_RECIPES, DINO_LOCAL_RECIPE, JITTER_OPS, OPS,
-                                                  MultiCropPhotometric, shift_hue)
+from projects.posfield.models.photometric import (
+    DINO_GLOBAL_RECIPES,
+    DINO_LOCAL_RECIPE,
+    JITTER_OPS,
+    OPS,
+    MultiCropPhotometric,
+    shift_hue,
+)
 
 Z_MAX = 4.5  # two-sided; the streams are seeded, so a pass is reproducible
 

@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from projects.posfield.models.utils.pos_field import (Placement, PositionField, mean_placement, sample_field,
-                                                      sample_placement)
+from projects.posfield.models.utils.pos_field import (
+    Placement,
+    PositionField,
+    mean_placement,
+    sample_field,
+    sample_placement,
+)
 
 
 def field(d=3, h=5, w=7):

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.optim import OptimWrapper
 from mmengine.registry import FUNCTIONS, init_default_scope
 from mmengine.structures import BaseDataElement
-from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 
 import projects.posfield  # noqa: F401

@@ -7,9 +7,20 @@ import pytest
 import torch
 from PIL import Image
 
-from projects.probes import (BoxSamples, ProbeData, box_samples, box_scores, constant_box_floor, decode_boxes,
-                             encode_targets, instance_boxes, load_split, probe_row, raw_pixel_encoder,
-                             train_box_probe)
+from projects.probes import (
+    BoxSamples,
+    ProbeData,
+    box_samples,
+    box_scores,
+    constant_box_floor,
+    decode_boxes,
+    encode_targets,
+    instance_boxes,
+    load_split,
+    probe_row,
+    raw_pixel_encoder,
+    train_box_probe,
+)
 from projects.probes.box_probe import aligned_iou, patch_centres
 from projects.probes.coco_patches import ProbeImage
 from projects.probes.dense import floor_rows, holdout_mask

@@ -7,9 +7,20 @@ import pytest
 import torch
 from PIL import Image
 
-from projects.probes import (IGNORE, CocoProbeDataError, ProbeData, all_background_miou, confusion_matrix,
-                             load_split, miou, patch_labels, probe_row, raw_pixel_encoder, semantic_map,
-                             train_patch_probe)
+from projects.probes import (
+    IGNORE,
+    CocoProbeDataError,
+    ProbeData,
+    all_background_miou,
+    confusion_matrix,
+    load_split,
+    miou,
+    patch_labels,
+    probe_row,
+    raw_pixel_encoder,
+    semantic_map,
+    train_patch_probe,
+)
 from projects.probes.dense import floor_rows, summarise
 
 

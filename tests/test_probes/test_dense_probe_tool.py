@@ -16,9 +16,10 @@ def _tool(path):
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
     """A PosFieldSSL checkpoint with mmengine's meta.cfg (as tools/train.py writes it) and its extracted backbone."""
-    import projects.posfield  # noqa: F401
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
+    import projects.posfield  # noqa: F401
     d = tmp_path_factory.mktemp('probe_ckpt')
     cfg = Config.fromfile(TINY_PRETRAIN)
     torch.manual_seed(0)

@@ -145,6 +145,7 @@ def test_missing_lite_packages_say_what_to_install(monkeypatch):
 
 def test_efficientnet_lite_bn_momentum_reaches_every_norm_and_moves_the_running_statistics():
     import torch.nn as nn
+
     from projects.simclr_loc.models.backbones.efficientnet_lite import EfficientNetLite
     norms = lambda m: [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]  # noqa: E731
     torch.manual_seed(0)

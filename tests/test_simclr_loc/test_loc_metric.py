@@ -117,10 +117,11 @@ def test_bad_samples_and_arguments_are_named():
 
 def test_scores_mmdet_detections_inside_an_mmdet_evaluator():
     """The Mask R-CNN line: `type='mmpretrain.LocalizationMetric'` built in the mmdet scope, fed DetDataSamples."""
-    import projects.simclr_loc  # noqa: F401  (what custom_imports does in a config)
     from mmdet.structures import DetDataSample
     from mmengine.evaluator import Evaluator
     from mmengine.structures import InstanceData
+
+    import projects.simclr_loc  # noqa: F401  (what custom_imports does in a config)
 
     sample = DetDataSample(metainfo=dict(img_path='x.jpg', ori_shape=(50, 50)))
     sample.gt_instances = InstanceData(bboxes=torch.tensor([SQUARE, [20., 20., 40., 40.]]), labels=torch.tensor([0, 1]))

@@ -53,6 +53,7 @@ def write_hand_made_voc(root):
 def write_rigged_checkpoint(path):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
     import projects.simclr_loc  # noqa: F401  (registers the model)
     cfg = Config.fromfile(os.path.join(ROOT, load_tool('tools/run_localization_job.py').LOC_CFGS['random']))
     cfg.model.head.num_classes = len(CLASSES)

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from projects.demo_data.sources import DemoDataError
-from projects.demo_data.voc_loc import (DEEPFOREST, TREE_TILES, build_voc_loc, continuous_to_voc,
-                                        isolated_tree_crops)
+from projects.demo_data.voc_loc import DEEPFOREST, TREE_TILES, build_voc_loc, continuous_to_voc, isolated_tree_crops
 from tests.test_simclr_loc.voc_fixture import voc_xml
 
 

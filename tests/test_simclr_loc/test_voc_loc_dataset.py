@@ -4,8 +4,13 @@ import pytest
 from mmengine.registry import DefaultScope
 
 import projects.simclr_loc  # noqa: F401  (registers the dataset and transforms)
-from projects.simclr_loc.datasets import (VOC_CLASSES, VOCAnnotationError, VOCLocalizationDataset, parse_voc_xml,
-                                          stratified_subset)
+from projects.simclr_loc.datasets import (
+    VOC_CLASSES,
+    VOCAnnotationError,
+    VOCLocalizationDataset,
+    parse_voc_xml,
+    stratified_subset,
+)
 from tests.test_simclr_loc.voc_fixture import DRAWN, voc_xml, write_voc
 
 

@@ -62,7 +62,8 @@ def test_default_job_smoke(smoke_job):
     for stage in ('pretrain_posfield', 'det_posfield', 'det_random'):  # every training stage ran with that seed
         assert 'seed: 3' in (sd / stage / 'stage.log').read_text()
     # progress: a line per stage with elapsed time and ETA, and live iteration counts from mmengine's log
-    assert re.search(r'\[stage 1/\d+\] pretrain posfield \(seed 3\): started\s+\(elapsed \d+:\d\d:\d\d, ETA ', out.stdout)
+    assert re.search(r'\[stage 1/\d+\] pretrain posfield \(seed 3\): started\s+\(elapsed \d+:\d\d:\d\d, ETA ',
+                     out.stdout)
     assert re.search(r'pretrain posfield \(seed 3\): iter \d+/4 ', out.stdout)
     # the table names the data it was computed on: the user's folders and the class count
     assert 'my_coco/ val split (3 classes: ellipse, rectangle, triangle)' in out.stdout

@@ -23,8 +23,14 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.common.backbone_loader import (KEYS, CheckpointMismatchError, check_vit_backbone,  # noqa: E402
-                                             has_networks, read_state_dict, select_backbone)
+from projects.common.backbone_loader import (  # noqa: E402
+    KEYS,
+    CheckpointMismatchError,
+    check_vit_backbone,
+    has_networks,
+    read_state_dict,
+    select_backbone,
+)
 from projects.common.checkpoint import atomic_write_bytes  # noqa: E402
 from projects.common.errors import BadInputError  # noqa: E402
 

@@ -6,17 +6,22 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import PatchEmbed  # the one mmpretrain's ViT uses: same names
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmcv.cnn.bricks.transformer import PatchEmbed  # the one mmpretrain's ViT uses: same names
 from mmpretrain.models.utils import resize_pos_embed
 from torch.utils.checkpoint import checkpoint
 
+from projects.common.backbone_loader import (
+    CheckpointMismatchError,
+    load_backbone_weights,
+    read_state_dict,
+    select_backbone,
+)
+
 from ..models.backbones.vit_block import ViTBlock
 from ..models.utils.archs import vit_arch
-from projects.common.backbone_loader import (CheckpointMismatchError, load_backbone_weights, read_state_dict,
-                                             select_backbone)
 from ..models.utils.pos_field import DEFAULT_PLACEMENT, Placement, PositionField, mean_placement
 
 # ViTDet's attention size for its global blocks: the fixed input frame (1024 px) over the patch size.

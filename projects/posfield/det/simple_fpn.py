@@ -6,8 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
-from mmengine.registry import DefaultScope
 from mmengine.model import BaseModule
+from mmengine.registry import DefaultScope
 
 
 @MODELS.register_module()

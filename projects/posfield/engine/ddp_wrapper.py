@@ -6,6 +6,7 @@ under DDP. This wrapper hands the step to the model and passes itself as the for
 forward still runs through DDP and gradients are synchronised.
 """
 from mmengine.model import MMDistributedDataParallel
+
 # Registered in mmengine's root registry: Runner.wrap_model looks the type up there, without the default scope.
 from mmengine.registry import MODEL_WRAPPERS
 

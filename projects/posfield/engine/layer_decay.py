@@ -8,8 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
-from mmpretrain.engine.optimizers.layer_decay_optim_wrapper_constructor import \
-    LearningRateDecayOptimWrapperConstructor
+from mmpretrain.engine.optimizers.layer_decay_optim_wrapper_constructor import LearningRateDecayOptimWrapperConstructor
 
 
 class ViTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor):

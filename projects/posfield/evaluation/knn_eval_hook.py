@@ -8,11 +8,18 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from projects.analysis.features import (build_labelled_dataset, build_loader, extract_features, feature_variant,
-                                        num_classes_of, subset_per_class)
+from projects.analysis.features import (
+    build_labelled_dataset,
+    build_loader,
+    extract_features,
+    feature_variant,
+    num_classes_of,
+    subset_per_class,
+)
 from projects.analysis.knn import knn_classify
 from projects.analysis.linear_probe import train_linear_probe
 from projects.common.backbone_loader import IMAGENET_MEAN, IMAGENET_STD
+
 from .canvas import canvas_box_for
 
 

@@ -66,8 +66,8 @@ def block_mask(rng: np.random.Generator, h: int, w: int, n: int, min_num_patches
 
 
 def cross_mask(rng: np.random.Generator, h: int, w: int, n: int) -> np.ndarray:
-    """Cross-wise masking (docs/posfield.md, "Cross-wise position masks"): crosses made of a 1-patch-thick horizontal and a
-    vertical bar through a random unmasked centre, arm length ``L ~ U{1..max(1, min(h, w) // 2)}``,
+    """Cross-wise masking (docs/posfield.md, "Cross-wise position masks"): crosses made of a 1-patch-thick
+    horizontal and a vertical bar through a random unmasked centre, arm length ``L ~ U{1..max(1, min(h, w) // 2)}``,
     clipped to the grid, until ``n`` patches. The last cross is cut to fit: its cells are added nearest
     to its centre first, so it stays a (smaller) cross. Each cross adds at least its centre, so this
     terminates after at most ``n`` crosses."""

@@ -12,7 +12,6 @@ from ..utils.archs import vit_arch
 from ..utils.pos_field import POS_EMBED_TYPES, PositionField, patch_positions
 from .vit_block import DROP_PATH_MODES, ViTBlock, compiled_branches
 
-
 _CLS_ONLY = object()  # keep_patches sentinel of forward_cls: no patch token
 
 

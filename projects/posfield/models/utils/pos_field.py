@@ -17,7 +17,6 @@ This module imports only torch and numpy, so the mmdet-side backbone can reuse i
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
