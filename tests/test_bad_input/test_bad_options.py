@@ -27,11 +27,12 @@ def test_key_not_at_top_level_warns_with_the_nearest_keys(tmp_path):
 
 
 def test_misspelt_keyword_of_a_built_type_is_an_error_with_the_nearest_keys():
-    """The new key would be passed to IterBasedTrainLoop, which takes no max_iter: building it would fail."""
+    """The new key would be passed to ResumableIterBasedTrainLoop (the config's loop), which takes no max_iter:
+    building it would fail."""
     with pytest.raises(ConfigOptionError) as err:
         load_config(TINY_PRETRAIN, {'train_cfg.max_iter': 2})
     assert str(err.value) == (
-        "--cfg-options train_cfg.max_iter: the config has no key 'train_cfg.max_iter', and IterBasedTrainLoop "
+        "--cfg-options train_cfg.max_iter: the config has no key 'train_cfg.max_iter', and ResumableIterBasedTrainLoop "
         f"(train_cfg.type) takes no argument 'max_iter', so building it would fail ({TINY_PRETRAIN}). "
         'Nearest existing keys: train_cfg.max_iters')
 
