@@ -1,8 +1,8 @@
 """CPU-only training tuning, off until :func:`apply` turns it on (``tools/train.py`` and the pre-training benchmark
 call it when they train on the CPU; importing this module changes nothing).
 
-:func:`apply` turns on three things, each measured on a 2-core CPU (docs/benchmarks.md, "Speed levers" and
-"Host memory"):
+:func:`apply` turns on two things, each measured on the CPU (docs/benchmarks.md, "Speed levers" and "Host
+memory"):
 
 * **Linear products by oneDNN** (:func:`linear`, :func:`linear_module`). PyTorch sends a float32 ``F.linear`` on
   the CPU to MKL's ``sgemm``. oneDNN, which ships in the same wheel (``torch.ops.mkldnn._linear_pointwise``), was
@@ -13,16 +13,13 @@ call it when they train on the CPU; importing this module changes nothing).
   traced by ``torch.compile``, empty inputs, and every call before :func:`apply` or when the environment sets
   ``FAST_LINEAR=0`` (how the benchmark measures the change). Values and first-order gradients equal ``F.linear``'s
   up to float rounding (``tests/test_common/test_fast_linear.py``).
-* **Written-out attention for short sequences** (:func:`short_attention`): up to
-  :data:`SHORT_ATTENTION_TOKENS` keys, float32 CPU attention as two matmuls and a softmax, which was faster
-  forward + backward than SDPA's fused CPU kernel for the 37-token local views (as fast at 197 tokens).
 * **Freed host memory kept for reuse** (:func:`keep_freed_host_memory`). PyTorch's CPU allocator takes every
   tensor from ``malloc`` and hands it back with ``free``; glibc serves a request above its mmap threshold (at most
   32 MiB) with a fresh ``mmap``, returns it to the kernel on ``free`` and trims the top of its heap. A pre-training
   step allocates and frees the same large tensors every step (the ``(tokens, 65536)`` prototype logits alone are
-  about 140 MiB), so every step page-faults them in again and the kernel zeroes each page (about 7 % of the step
-  on a 2-core CPU). Keeping them costs a higher resident set at the heap's high-water mark. Forked children (the
-  data loader's workers) go back to glibc's defaults: their allocations are not the step's.
+  about 140 MiB), so every step page-faults them in again and the kernel zeroes each page. Keeping them costs a
+  higher resident set at the heap's high-water mark. Forked children (the data loader's workers) go back to
+  glibc's defaults: their allocations are not the step's.
 """
 import ctypes
 import ctypes.util
@@ -43,10 +40,6 @@ from torch.utils import flop_counter
 # :func:`apply` sets them before it runs any oneDNN op; a value already in the environment wins.
 ONEDNN_CACHE_ENV = {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '0', 'LRU_CACHE_CAPACITY': '1'}
 
-# Up to this many keys, float32 attention on the CPU runs written out (see the module's docstring). Lower
-# precisions keep SDPA, whose softmax accumulates in float32.
-SHORT_ATTENTION_TOKENS = 64
-
 # mallopt(3) parameters (malloc.h) and glibc's defaults for them
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -61,21 +54,20 @@ KEEP_FREED_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 62
 HOST_MEMORY_CHOICES = ('keep', 'release')
 
 _ONEDNN_LINEAR = None  # the oneDNN linear op once apply() found it usable
-_short_attention_tokens = 0  # SHORT_ATTENTION_TOKENS once applied
 _host_memory_kept = False
 _at_fork_registered = False
 _flop_formula_registered = False
 _functorch_transforms_active = getattr(torch._C, '_are_functorch_transforms_active', lambda: False)
 
 
-def apply(host_memory: str = 'keep', onednn_linear: bool = True, short_attention: bool = True) -> dict:
+def apply(host_memory: str = 'keep', onednn_linear: bool = True) -> dict:
     """Turn the CPU tuning on for this process; call it before the model and the data exist. Returns what is in
-    effect: ``dict(host_memory='keep'|'release', onednn_linear=bool, short_attention=bool)``.
+    effect: ``dict(host_memory='keep'|'release', onednn_linear=bool)``.
 
     ``host_memory``: one of :data:`HOST_MEMORY_CHOICES`. ``onednn_linear``: :func:`linear` by oneDNN (also off
-    under ``FAST_LINEAR=0`` or where the op is missing). ``short_attention``: :func:`short_attention`.
+    under ``FAST_LINEAR=0`` or where the op is missing).
     """
-    global _ONEDNN_LINEAR, _short_attention_tokens
+    global _ONEDNN_LINEAR
     if host_memory not in HOST_MEMORY_CHOICES:
         raise ValueError(f'host memory must be one of {HOST_MEMORY_CHOICES}, got {host_memory!r}')
     kept = host_memory == 'keep' and keep_freed_host_memory()
@@ -86,9 +78,7 @@ def apply(host_memory: str = 'keep', onednn_linear: bool = True, short_attention
     _ONEDNN_LINEAR = _onednn_op() if onednn_linear and os.environ.get('FAST_LINEAR', '1') != '0' else None
     if _ONEDNN_LINEAR is not None:
         register_flop_formula()
-    _short_attention_tokens = SHORT_ATTENTION_TOKENS if short_attention else 0
-    return dict(host_memory='keep' if kept else 'release', onednn_linear=_ONEDNN_LINEAR is not None,
-                short_attention=bool(_short_attention_tokens))
+    return dict(host_memory='keep' if kept else 'release', onednn_linear=_ONEDNN_LINEAR is not None)
 
 
 def register_flop_formula() -> None:
@@ -239,20 +229,6 @@ def linear_module(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
             x = linear_module(child, x)
         return x
     return module(x)
-
-
-# short attention ----------------------------------------------------------------------------------------------
-
-
-def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Optional[torch.Tensor]:
-    """``softmax(q k^T / sqrt(d)) v`` written out as two matmuls and a softmax for short float32 CPU sequences
-    (at most :data:`SHORT_ATTENTION_TOKENS` keys) once applied; None elsewhere (the caller runs SDPA). No
-    dropout, no mask."""
-    if (not _short_attention_tokens or k.shape[-2] > _short_attention_tokens or q.device.type != 'cpu'
-            or q.dtype != torch.float32 or torch.compiler.is_compiling()):
-        return None
-    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
-    return torch.matmul(scores.softmax(-1), v)
 
 
 # host memory --------------------------------------------------------------------------------------------------

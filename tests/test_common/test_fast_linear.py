@@ -20,8 +20,7 @@ needs_onednn = pytest.mark.skipif(cpu_tuning._onednn_op() is None, reason='torch
 @pytest.fixture(autouse=True)
 def applied(monkeypatch):
     """Every test here runs with the CPU tuning applied (without the host memory setting), undone after it."""
-    for name in ('_ONEDNN_LINEAR', '_short_attention_tokens'):
-        monkeypatch.setattr(cpu_tuning, name, getattr(cpu_tuning, name))
+    monkeypatch.setattr(cpu_tuning, '_ONEDNN_LINEAR', cpu_tuning._ONEDNN_LINEAR)
     cpu_tuning.apply(host_memory='release')
 
 
@@ -175,24 +174,24 @@ from projects.common import cpu_tuning
 import projects.posfield.models  # noqa: F401
 import torch
 cache = lambda: [os.environ.get(k) == v for k, v in cpu_tuning.ONEDNN_CACHE_ENV.items()]
-print(cpu_tuning._ONEDNN_LINEAR is None, cpu_tuning._short_attention_tokens, *cache())
+print(cpu_tuning._ONEDNN_LINEAR is None, *cache())
 print(cpu_tuning.apply(host_memory='release'))
-print(cpu_tuning._ONEDNN_LINEAR is None, cpu_tuning._short_attention_tokens, *cache())
+print(cpu_tuning._ONEDNN_LINEAR is None, *cache())
 """
 
 
 @pytest.mark.parametrize('fast_linear_env', ['1', '0'])
 def test_import_changes_nothing_and_apply_turns_the_tuning_on(fast_linear_env):
-    """Importing changes no process state; apply() sets the oneDNN cache environment and turns the products and the
-    short attention on; ``FAST_LINEAR=0`` turns the products off and nothing else."""
+    """Importing changes no process state; apply() sets the oneDNN cache environment and turns the products on;
+    ``FAST_LINEAR=0`` turns the products off and nothing else."""
     env = {k: v for k, v in os.environ.items() if k not in cpu_tuning.ONEDNN_CACHE_ENV}
     out = subprocess.run([sys.executable, '-c', _APPLY_PROBE.format(root=ROOT)], capture_output=True, text=True,
                          check=True, env=dict(env, FAST_LINEAR=fast_linear_env)).stdout.splitlines()
-    assert out[0].split() == ['True', '0', 'False', 'False']  # imported: nothing on, no environment set
+    assert out[0].split() == ['True', 'False', 'False']  # imported: nothing on, no environment set
     products = fast_linear_env == '1' and cpu_tuning._onednn_op() is not None
-    assert out[1] == str(dict(host_memory='release', onednn_linear=products, short_attention=True))
-    off, tokens, *cache_settings = out[2].split()
-    assert off == str(not products) and tokens == str(cpu_tuning.SHORT_ATTENTION_TOKENS)
+    assert out[1] == str(dict(host_memory='release', onednn_linear=products))
+    off, *cache_settings = out[2].split()
+    assert off == str(not products)
     if torch.backends.mkldnn.is_available():
         assert cache_settings == ['True', 'True']  # the cache settings whether the products are on or off
 

@@ -7,13 +7,11 @@ import torch
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 
 from projects.common import cpu_tuning
-from projects.common.cpu_tuning import SHORT_ATTENTION_TOKENS
 from projects.posfield.models.backbones import PosFieldViT
 from projects.posfield.models.backbones.vit_block import (
     ViTBlock,
     add_residual,
     add_scaled_rows,
-    attend,
     kept_samples,
     scaled_linear,
     split_group_heads,
@@ -68,9 +66,8 @@ def _by_branches(m, t):
 
 @pytest.fixture
 def cpu_tuned(monkeypatch):
-    """projects.common.cpu_tuning applied (oneDNN products, written-out short attention) for one test."""
-    for name in ('_ONEDNN_LINEAR', '_short_attention_tokens'):
-        monkeypatch.setattr(cpu_tuning, name, getattr(cpu_tuning, name))  # restored after the test
+    """projects.common.cpu_tuning applied (oneDNN products) for one test."""
+    monkeypatch.setattr(cpu_tuning, '_ONEDNN_LINEAR', cpu_tuning._ONEDNN_LINEAR)  # restored after the test
     cpu_tuning.apply(host_memory='release')
 
 
@@ -165,37 +162,6 @@ def test_attention_branch_is_explicit_softmax_attention():
     ref = m.attn.gamma1(m.attn.proj((weights @ v).transpose(1, 2).reshape(2, 6, 32)))
     assert torch.allclose(m.attn_branch(x), ref, atol=1e-5)
     assert torch.allclose(m.attention(m.ln1(x)), ref, atol=1e-5)  # the plain forward's attention
-
-
-@pytest.mark.parametrize('tokens', [37, SHORT_ATTENTION_TOKENS + 1])
-def test_attend_equals_sdpa_written_out_for_short_sequences(tokens, monkeypatch):
-    """With the CPU tuning applied, short float32 CPU sequences run as matmuls + softmax, longer ones (and other
-    dtypes) through SDPA's kernel; without it, always SDPA. Values and gradients equal to float64 SDPA, for
-    queries that are a subset of the keys' positions as in ``attention_rows``."""
-    from torch.utils.flop_counter import FlopCounterMode
-    attn = layer().attn
-    torch.manual_seed(3)
-    q, k, v = (torch.randn(3, 4, n, 8, requires_grad=True) for n in (5, tokens, tokens))
-    grad = torch.randn(3, 4, 5, 8)
-
-    def written_out(*qkv):
-        with FlopCounterMode(display=False) as counter:
-            attend(attn, *qkv)
-        return 'aten.bmm' in {str(op) for op in counter.get_flop_counts().get('Global', {})}
-
-    monkeypatch.setattr(cpu_tuning, '_short_attention_tokens', 0)  # not applied
-    assert not written_out(q, k, v)
-    monkeypatch.setattr(cpu_tuning, '_short_attention_tokens', SHORT_ATTENTION_TOKENS)  # as apply() sets it
-    assert written_out(q, k, v) == (tokens <= SHORT_ATTENTION_TOKENS)
-    assert not written_out(*(t.detach().double() for t in (q, k, v)))  # other dtypes keep SDPA
-    out = attend(attn, q, k, v)
-    out.backward(grad)
-    refs = [t.detach().double().requires_grad_() for t in (q, k, v)]
-    ref = torch.nn.functional.scaled_dot_product_attention(*refs)
-    ref.backward(grad.double())
-    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
-    for t, r in zip((q, k, v), refs):
-        torch.testing.assert_close(t.grad.double(), r.grad, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(cpu_tuning._onednn_op() is None, reason='torch built without oneDNN linear')

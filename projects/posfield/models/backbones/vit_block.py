@@ -27,9 +27,9 @@ dropped ones by zero. The same random numbers choose the same samples in all thr
   synchronisation on a GPU), other random draws.
 
 The fused forwards also fold LayerScale into the preceding linear layer (:func:`scaled_linear`), split the
-packed q/k/v with one gradient copy (:func:`split_group_heads`), and take their linear products and short
-attention through :mod:`projects.common.cpu_tuning`, which is plain ``F.linear`` and SDPA unless that module's
-``apply`` turned the CPU tuning on. Where a hook watches a module of the block (the analysis tools' attention
+packed q/k/v with one gradient copy (:func:`split_group_heads`), and take their linear products through
+:mod:`projects.common.cpu_tuning`, which is plain ``F.linear`` unless that module's ``apply`` turned the CPU
+tuning on. Where a hook watches a module of the block (the analysis tools' attention
 recording), the fused forwards run the plain one, so the hooks fire.
 """
 from typing import Callable, Optional, Sequence, Tuple
@@ -40,7 +40,6 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 from mmpretrain.registry import MODELS
 
-from projects.common import cpu_tuning
 from projects.common.cpu_tuning import linear, linear_module, plain_reverse_mode, watched
 
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
@@ -91,13 +90,8 @@ def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor]
 
 def attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The attention module's ``scaled_dot_product_attention`` of ``(B, H, Tq, d)`` queries and ``(B, H, Tk, d)``
-    keys and values, with its attention dropout while training (or :func:`cpu_tuning.short_attention`'s written-out
-    product where the CPU tuning applies)."""
+    keys and values, with its attention dropout while training."""
     dropout = attn.attn_drop if attn.training else 0.
-    if dropout == 0. and attn.scaled_dot_product_attention is torch.nn.functional.scaled_dot_product_attention:
-        out = cpu_tuning.short_attention(q, k, v)
-        if out is not None:
-            return out
     return attn.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
