@@ -32,7 +32,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.04),
     clip_grad=dict(max_norm=3.0, per_module=True),
-    constructor='PosFieldOptimWrapperConstructor',
+    constructor='ViTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9, patch_embed_lr_mult=0.2, norm_decay_mult=0.0, flat_decay_mult=0.0),
 )
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]

@@ -19,7 +19,7 @@ def test_pretrain_constructor_lr_and_weight_decay():
     ow = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.04))
     paramwise = dict(layer_decay_rate=0.5, patch_embed_lr_mult=0.2, norm_decay_mult=0.0, flat_decay_mult=0.0,
                      custom_keys={'.pos_field.': dict(decay_mult=0.0)})
-    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type='PosFieldOptimWrapperConstructor', optim_wrapper_cfg=ow,
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type='ViTLayerDecayOptimWrapperConstructor', optim_wrapper_cfg=ow,
                                                   paramwise_cfg=paramwise))(model).optimizer
     groups = _groups_by_name(optim)
     assert not any(name.startswith('teacher.') for name in groups)  # the EMA teacher is not optimised
@@ -77,7 +77,6 @@ def test_one_constructor_gives_both_packages_the_same_scales():
     from projects.posfield.engine.layer_decay import ViTLayerDecayOptimWrapperConstructor
     assert DET.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
     assert PRE.get('ViTLayerDecayOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
-    assert PRE.get('PosFieldOptimWrapperConstructor') is ViTLayerDecayOptimWrapperConstructor
     paramwise = dict(layer_decay_rate=0.6, patch_embed_lr_mult=0.2, flat_decay_mult=0.0,
                      custom_keys={'.pos_field.': dict(decay_mult=0.0)})
     _, det_model, det_optim = _det_model_and_optim(paramwise)

@@ -13,7 +13,7 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), weight_decay=0.04, fused=True),
     clip_grad=dict(max_norm=3.0, per_module=True),
-    constructor='PosFieldOptimWrapperConstructor',
+    constructor='ViTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9, patch_embed_lr_mult=0.2, norm_decay_mult=0.0, flat_decay_mult=0.0),
 )
 param_scheduler = [

@@ -1,7 +1,11 @@
+from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
 from .ddp_wrapper import SSLDistributedDataParallel
 from .layer_decay import ViTLayerDecayOptimWrapperConstructor
-from .optim_constructor import PosFieldOptimWrapperConstructor
 from .resume import RandomStateHook, ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 
-__all__ = ['SSLDistributedDataParallel', 'ViTLayerDecayOptimWrapperConstructor', 'PosFieldOptimWrapperConstructor',
+# the one layer-decay constructor, also registered in mmdet's registry by projects.posfield.det
+OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=ViTLayerDecayOptimWrapperConstructor)
+
+__all__ = ['SSLDistributedDataParallel', 'ViTLayerDecayOptimWrapperConstructor',
            'RandomStateHook', 'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
