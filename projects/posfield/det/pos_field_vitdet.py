@@ -10,7 +10,6 @@ from mmcv.cnn.bricks.transformer import PatchEmbed  # the one mmpretrain's ViT u
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmpretrain.models.utils import resize_pos_embed
 from torch.utils.checkpoint import checkpoint
 
 from projects.common.backbone_loader import (
@@ -22,7 +21,14 @@ from projects.common.backbone_loader import (
 
 from ..models.backbones.vit_block import ViTBlock
 from ..models.utils.archs import vit_arch
-from ..models.utils.pos_field import DEFAULT_PLACEMENT, Placement, PositionField, mean_placement
+from ..models.utils.pos_field import (
+    DEFAULT_PLACEMENT,
+    Placement,
+    PositionField,
+    mean_placement,
+    patch_positions,
+    resize_grid_embedding,
+)
 
 # ViTDet's attention size for its global blocks: the fixed input frame (1024 px) over the patch size.
 DEFAULT_IMG_SIZE = 1024
@@ -247,17 +253,19 @@ class PosFieldViTDet(BaseModule):
         extra = tensor.shape[1] - grid * grid
         if extra not in (0, 1) or tensor.shape[2] != target.shape[2]:
             return None
-        out = resize_pos_embed(tensor.float(), (grid, grid), self.pretrain_grid, mode='bicubic',
-                               num_extra_tokens=extra)[:, extra:]
+        out = resize_grid_embedding(tensor[:, extra:].float(), (grid, grid), self.pretrain_grid)
         print_log(f'pos_embed {tuple(tensor.shape)} resized to {tuple(out.shape)} (dropped {extra} [CLS] slot)',
                   logger='current')
         return out.to(tensor.dtype)
 
     def _positions(self, batch: int, hw: Tuple[int, int]) -> torch.Tensor:
-        if self.pos_embed_type == 'field':
-            return self.pos_field.for_whole_image(batch, hw, self.placement)
-        pos = resize_pos_embed(self.pos_embed.float(), self.pretrain_grid, hw, mode='bicubic', num_extra_tokens=0)
-        return pos.to(self.pos_embed.dtype).expand(batch, -1, -1)
+        # ViTDet resizes its absolute positions bicubically without DINOv2's interpolate offset
+        field = self.pos_embed_type == 'field'
+        return patch_positions(self.pos_embed_type, hw, batch, pos_field=self.pos_field if field else None,
+                               placement=self.placement if field else None,
+                               pos_embed=None if field else self.pos_embed,
+                               pos_embed_hw=None if field else self.pretrain_grid,
+                               interpolate_offset=0.0).expand(batch, -1, -1)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         b = x.shape[0]

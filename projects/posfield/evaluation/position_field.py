@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..models.backbones.pos_field_vit import PosFieldViT
+from ..models.utils.pos_field import patch_positions
 from .canvas import canvas_box_for
 
 DEFAULT_REFS = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (0.75, 0.75))
@@ -40,15 +42,17 @@ def field_and_samplers(backbone, cfg):
     pos_embed = getattr(backbone, 'pos_embed', None)
     if pos_embed is None:
         raise TypeError(f'{type(backbone).__name__} has neither pos_field nor pos_embed: nothing to draw')
-    from mmpretrain.models.utils import resize_pos_embed
     n_extra = int(getattr(backbone, 'num_extra_tokens', 1))
     src_hw = tuple(backbone.patch_resolution)
     field = pos_embed.detach().float()[0, n_extra:].t().reshape(-1, *src_hw)
+    # the resize the backbone itself uses: patch_positions' default (DINOv2's interpolate offset) for PosFieldViT's
+    # baseline mode, no offset for another ViT
+    offset = {} if isinstance(backbone, PosFieldViT) else dict(interpolate_offset=0.0)
 
     def sample(hw):
-        out = resize_pos_embed(pos_embed.detach().float(), src_hw, hw, mode=backbone.interpolate_mode,
-                               num_extra_tokens=n_extra)
-        return out[0, n_extra:].t().reshape(-1, *hw)
+        out = patch_positions('interpolate', hw, 1, pos_embed=pos_embed.detach().float()[:, n_extra:],
+                              pos_embed_hw=src_hw, interpolate_mode=backbone.interpolate_mode, **offset)
+        return out[0].t().reshape(-1, *hw)
     return 'learned pos_embed (resized, no placement)', field, {'whole': sample}
 
 
