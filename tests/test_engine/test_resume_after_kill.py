@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -123,6 +124,10 @@ def _exact_cfg(data, work_dir, loop: str, workers: int, crash_at=None):
     else:
         cfg.train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=6)
     cfg.work_dir = str(work_dir)
+    # A runner's MessageHub is a process-wide instance named after the experiment, whose default name has a
+    # one-second timestamp: runners built within one second in this process would share runtime info (e.g. the
+    # checkpoint hook's keep_ckpt_ids). A resume runs in a new process; a unique name stands for that here.
+    cfg.experiment_name = f'{work_dir.name}_{uuid.uuid4().hex}'
     if crash_at is not None:
         cfg.custom_hooks = [dict(type='_CrashAfterIter', at=crash_at)]
     return cfg
