@@ -103,12 +103,6 @@ def build_multiview_batch(views: Sequence[torch.Tensor], samples, rng: np.random
     per_view = np.maximum(masked.sum(1, keepdims=True), 1).astype(np.float32)
     # the same float32 operations as a device-side computation would do: 1 / count / (global views)
     weights = torch.from_numpy(masked.astype(np.float32)) / torch.from_numpy(per_view) / (n_global * batch)
-    content_rows = np.flatnonzero(content.reshape(-1))  # row-major: view, then patch
-    pos_rows = np.flatnonzero(position.reshape(-1))
-    kept_rows = np.flatnonzero(masked.reshape(-1))  # the patches whose last-layer output a loss reads
-    masked_rows = np.concatenate([content_rows, pos_rows])
-    masked_in_kept = np.searchsorted(kept_rows, masked_rows)  # masks are disjoint: each masked row is kept once
-    as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
     return MultiViewBatch(
         global_views=torch.cat([views[i] for i in groups[0]]), global_boxes=view_major(boxes, groups[0]),
         global_flips=view_major(flips, groups[0]),
@@ -116,11 +110,7 @@ def build_multiview_batch(views: Sequence[torch.Tensor], samples, rng: np.random
         local_boxes=[view_major(boxes, idx) for idx in groups[1:]],
         local_flips=[view_major(flips, idx) for idx in groups[1:]],
         content_masks=torch.from_numpy(content), pos_masks=torch.from_numpy(position), mask_weights=weights,
-        n_global=n_global, batch_size=batch,
-        kept_rows=as_long(kept_rows), masked_in_kept=as_long(masked_in_kept),
-        masked_weights=weights.reshape(-1)[as_long(masked_rows)],
-        n_content=int(content_rows.size), n_pos=int(pos_rows.size),
-        max_kept_per_view=int(masked.sum(1).max()) if masked.size else 0)
+        n_global=n_global, batch_size=batch)  # the token indices and counts: MultiViewBatch derives them
 
 
 @FUNCTIONS.register_module()

@@ -55,7 +55,9 @@ class MultiViewBatch:
     max_kept_per_view: Optional[int] = None
 
     def __post_init__(self):
-        if self.kept_rows is None:  # a batch built by hand (tests, tools): derive the indices once, here
+        # Derived once, where the batch is built: in the dataloader worker (multiview_collate), on CPU tensors, so
+        # these reads are not device reads; a batch moved with .to() carries them along.
+        if self.kept_rows is None:
             content, pos = self.content_masks.flatten(1), self.pos_masks.flatten(1)
             masked = content | pos
             self.kept_rows = masked.flatten().nonzero().flatten()
