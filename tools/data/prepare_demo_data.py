@@ -33,6 +33,9 @@ def parse_args(argv=None):
     p.add_argument('--val-fraction', type=float, default=0.2, help='share of background photos (whole scenes) for val')
     p.add_argument('--video-stride', type=int, default=25, help='keep every Nth video frame')
     p.add_argument('--no-tiles', action='store_true', help='do not add the quadrants of very large photos')
+    p.add_argument('--pool-crops', type=int, default=0, metavar='N',
+                   help='add N random native-resolution crops of every photo at least twice --short-side to the pool '
+                        '(a larger pool from the same photographs; default 0)')
     p.add_argument('--pool-includes-val', action='store_true',
                    help='also put the val background photos into the unlabelled pool (default: left out)')
     p.add_argument('--min-area', type=int, default=64, help='drop/avoid objects whose visible area is smaller (px)')
@@ -51,7 +54,8 @@ def main(argv=None):
         m = prepare(data_root=args.data_root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                     image_size=args.image_size, short_side=args.short_side, sources=args.sources,
                     val_fraction=args.val_fraction, video_stride=args.video_stride,
-                    tile_factor=None if args.no_tiles else 3.0, pool_excludes_val=not args.pool_includes_val,
+                    tile_factor=None if args.no_tiles else 3.0, pool_crops=args.pool_crops,
+                    pool_excludes_val=not args.pool_includes_val,
                     min_area=args.min_area, cache_dir=args.cache_dir, force=args.force,
                     use_installed=not args.no_installed, progress=not args.quiet)
     except DemoDataError as e:
