@@ -74,8 +74,8 @@ def reference_losses(model, views: MultiViewBatch):
     temp = model.schedule()['teacher_temp']
     teacher = model.teacher.module
     b, n_views = views.batch_size, views.num_global_views
-    cls_center = model.cls_head.loss_module.center.clone()
-    patch_center = model.head.loss_module.center.clone()
+    cls_center = model.cls_head.center.clone()
+    patch_center = model.head.center.clone()
     with torch.no_grad():
         t_cls, t_patch = teacher['backbone'].forward_tokens(views.global_views, views.global_boxes, views.global_flips)
         q_cls = F.softmax((teacher['neck'](t_cls) - cls_center) / temp, -1)

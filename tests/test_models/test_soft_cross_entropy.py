@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from projects.posfield.models.losses import DINOClsLoss, soft_cross_entropy
+from projects.posfield.models.heads import DINOClsHead, head_losses
+from projects.posfield.models.losses import soft_cross_entropy
 
 # the module (the package exports the function under the same name)
 sce_module = importlib.import_module('projects.posfield.models.losses.soft_cross_entropy')
@@ -105,10 +106,10 @@ def test_clear_errors():
 @pytest.mark.parametrize('n_targets', [1, 2, 3])
 def test_dino_row_targets_give_the_mean_over_pairs(n_targets):
     torch.manual_seed(n_targets)
-    loss = DINOClsLoss(out_dim=7, student_temp=0.1)
+    head = DINOClsHead(loss=dict(type='DINOClsLoss', out_dim=7, student_temp=0.1))
     student = [torch.randn(4, 7, dtype=torch.float64, requires_grad=True) for _ in range(5)]
     targets = [F.softmax(torch.randn(4, 7, dtype=torch.float64), -1) for _ in range(n_targets)]
-    got = loss(student, targets)
+    got = head_losses(torch.cat(student), [head.loss_rows(targets, n_views=5)])['loss_image']
     pairs = [(i, j) for i in range(n_targets) for j in range(5) if i != j]
     expected = sum((-targets[i] * F.log_softmax(student[j] / 0.1, -1)).sum(-1).mean() for i, j in pairs) / len(pairs)
     assert torch.allclose(got, expected, rtol=1e-12)

@@ -8,8 +8,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 
 from ..data_preprocessor import MultiViewBatch
-from ..heads.dual_mim_head import masked_position_accuracy
-from ..losses.soft_cross_entropy import soft_cross_entropy
+from ..heads import head_losses, masked_position_accuracy
 from .ema_teacher import EMATeacher, cosine_momentum, linear_warmup
 
 
@@ -206,36 +205,31 @@ class PosFieldSSL(BaseSelfSupervisor):
 
     def loss(self, inputs: MultiViewBatch, data_samples=None, **kwargs) -> Dict[str, torch.Tensor]:
         """DINO [CLS] loss, the two masked-patch losses and KoLeo for one :class:`MultiViewBatch`."""
-        if not isinstance(inputs, MultiViewBatch):
-            raise TypeError(f"PosFieldSSL.loss expects a MultiViewBatch (train_dataloader.collate_fn type "
-                            f"'multiview_collate', model.data_preprocessor type 'MultiViewDataPreprocessor'), got "
-                            f'{type(inputs).__name__}')
-        batch = inputs
-        grid = tuple(s // _patch_size(self.backbone) for s in batch.global_views.shape[-2:])
-        if tuple(batch.content_masks.shape[-2:]) != grid:
-            raise ValueError(f'the batch masks a {tuple(batch.content_masks.shape[-2:])} patch grid but the backbone '
-                             f'cuts the global views into {grid}: set train_dataloader.collate_fn.patch_size to the '
-                             f'backbone\'s patch size ({_patch_size(self.backbone)})')
+        batch = self._checked(inputs)
         sched = self.schedule()
-        n_content, n_pos = batch.n_content, batch.n_pos  # Python ints from the collate function
-
         cls_targets, patch_targets = self._teacher_targets(batch, sched['teacher_temp'])
         logits, n_cls, global_cls = self._student_predictions(batch)
 
         b = batch.batch_size
-        n_views, n_targets = n_cls // b, cls_targets.shape[0] // b
-        # one cross-entropy call over the whole head output: [CLS] rows, then content rows, then position rows
-        ce = soft_cross_entropy(logits, [self.cls_head.row_targets(list(cls_targets.split(b)), n_views),
-                                         patch_targets], [self.cls_head.student_temp, self.head.student_temp])
-        ce_cls, ce_content, ce_pos = ce.split([n_cls, n_content, n_pos])
-        losses = self.cls_head.loss_from_ce(ce_cls, n_views, n_targets)
-        content_weights, pos_weights = batch.masked_weights.split([n_content, n_pos])
-        losses.update(self.head.loss_from_ce(ce_content, ce_pos, content_weights=content_weights,
-                                             pos_weights=pos_weights))
+        # the heads' rows of the one head output ([CLS], then content, then position rows): one cross-entropy call
+        losses = head_losses(logits, [self.cls_head.loss_rows(cls_targets.split(b), n_views=n_cls // b),
+                                      self.head.loss_rows(patch_targets, batch.n_content, batch.masked_weights)])
         losses['loss_koleo'] = self.koleo_weight * sum(self.koleo(c) for c in global_cls.split(b))
-        pos_logits = logits.detach()[n_cls + n_content:]
-        losses.update(self._diagnostics(batch, sched, cls_targets, pos_logits, patch_targets[n_content:]))
+        losses.update(self._diagnostics(batch, sched, cls_targets, logits.detach()[n_cls:], patch_targets))
         return losses
+
+    def _checked(self, inputs) -> MultiViewBatch:
+        """``inputs``, once it is known to be a :class:`MultiViewBatch` masked on the backbone's patch grid."""
+        if not isinstance(inputs, MultiViewBatch):
+            raise TypeError(f"PosFieldSSL.loss expects a MultiViewBatch (train_dataloader.collate_fn type "
+                            f"'multiview_collate', model.data_preprocessor type 'MultiViewDataPreprocessor'), got "
+                            f'{type(inputs).__name__}')
+        grid = tuple(s // _patch_size(self.backbone) for s in inputs.global_views.shape[-2:])
+        if tuple(inputs.content_masks.shape[-2:]) != grid:
+            raise ValueError(f'the batch masks a {tuple(inputs.content_masks.shape[-2:])} patch grid but the '
+                             f'backbone cuts the global views into {grid}: set train_dataloader.collate_fn.'
+                             f'patch_size to the backbone\'s patch size ({_patch_size(self.backbone)})')
+        return inputs
 
     def _heads(self, part: nn.ModuleDict, cls: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """Prototype logits of the [CLS] rows then the masked patch rows, ``(rows, K)`` (the neck's fp32): ONE call when
@@ -288,12 +282,13 @@ class PosFieldSSL(BaseSelfSupervisor):
         return self._heads(self._student(), all_cls, masked), all_cls.shape[0], global_cls
 
     @torch.no_grad()
-    def _diagnostics(self, batch: MultiViewBatch, sched: dict, cls_targets, pos_logits, pos_targets):
-        """Logged, not summed (no 'loss' in the keys)."""
+    def _diagnostics(self, batch: MultiViewBatch, sched: dict, cls_targets, patch_logits, patch_targets):
+        """Logged, not summed (no 'loss' in the keys). ``patch_logits`` / ``patch_targets``: content rows first."""
+        pos_rows = slice(batch.n_content, None)
         return dict(
             teacher_entropy=-(cls_targets * cls_targets.clamp_min(1e-12).log()).sum(-1).mean(),
-            center_norm=self.cls_head.loss_module.center.norm(),
-            pos_acc=masked_position_accuracy(pos_logits.detach(), pos_targets),
+            center_norm=self.cls_head.center.norm(),
+            pos_acc=masked_position_accuracy(patch_logits[pos_rows], patch_targets[pos_rows]),
             teacher_temp=cls_targets.new_full((), sched['teacher_temp']),
             momentum=cls_targets.new_full((), sched['momentum']),
             masked_content=batch.content_masks.float().mean(),

@@ -2,8 +2,9 @@
 from typing import Dict, Optional
 
 import torch
-from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
+
+from .distillation_head import DistillationHead, LossRows
 
 
 def masked_position_accuracy(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -14,8 +15,8 @@ def masked_position_accuracy(student_logits: torch.Tensor, teacher_logits: torch
 
 
 @MODELS.register_module()
-class DualMIMHead(BaseModule):
-    """One :class:`iBOTPatchLoss` (one centre) for both branches.
+class DualMIMHead(DistillationHead):
+    """``loss_content`` and ``loss_pos`` from one :class:`iBOTPatchLoss` (one centre) for both branches.
 
     The teacher sees every view unmasked and with correct positions, so the targets of both branches
     come from one distribution: :meth:`targets` normalises all masked tokens of the step together (one
@@ -24,30 +25,20 @@ class DualMIMHead(BaseModule):
     """
 
     def __init__(self, loss: dict, content_weight: float = 1.0, pos_weight: float = 1.0, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.loss_module = MODELS.build(loss)
+        super().__init__(loss, init_cfg=init_cfg)
         self.content_weight = content_weight
         self.pos_weight = pos_weight
 
-    def targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        return self.loss_module.teacher_targets(teacher_logits, teacher_temp)
+    def loss_rows(self, targets: torch.Tensor, n_content: int,
+                  weights: Optional[torch.Tensor] = None) -> LossRows:
+        """The student's masked-token rows: the ``n_content`` content-masked rows, then the position-masked ones;
+        ``targets`` ``(M, K)`` and ``weights`` ``(M,)`` (or None) in the same order (:meth:`iBOTPatchLoss.reduce`)."""
 
-    @property
-    def student_temp(self) -> float:
-        return self.loss_module.student_temp
+        def losses(ce: torch.Tensor) -> Dict[str, torch.Tensor]:
+            rows = [n_content, ce.shape[0] - n_content]
+            ce_content, ce_pos = ce.split(rows)
+            w_content, w_pos = weights.split(rows) if weights is not None else (None, None)
+            return dict(loss_content=self.content_weight * self.loss_module.reduce(ce_content, w_content),
+                        loss_pos=self.pos_weight * self.loss_module.reduce(ce_pos, w_pos))
 
-    def loss_from_ce(self, ce_content: torch.Tensor, ce_pos: torch.Tensor,
-                     content_weights: Optional[torch.Tensor] = None,
-                     pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """From the per-token cross-entropies of the content- and position-masked rows against their targets."""
-        loss_content = self.loss_module.reduce(ce_content, content_weights)
-        loss_pos = self.loss_module.reduce(ce_pos, pos_weights)
-        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)
-
-    def loss(self, student_content: torch.Tensor, target_content: torch.Tensor,
-             student_pos: torch.Tensor, target_pos: torch.Tensor,
-             content_weights: Optional[torch.Tensor] = None,
-             pos_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        loss_content = self.loss_module(student_content, target_content, content_weights)
-        loss_pos = self.loss_module(student_pos, target_pos, pos_weights)
-        return dict(loss_content=self.content_weight * loss_content, loss_pos=self.pos_weight * loss_pos)
+        return LossRows(targets, self.loss_module.student_temp, losses)

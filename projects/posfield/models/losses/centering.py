@@ -1,4 +1,4 @@
-"""Teacher target normalisation shared by the [CLS] and patch losses: EMA centering or Sinkhorn-Knopp."""
+"""Teacher targets for the [CLS] and patch losses (EMA centering or Sinkhorn-Knopp) and the losses' common base."""
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -84,3 +84,27 @@ class TeacherCentering(nn.Module):
         means_sum, ranks = stats[:, :-1], stats[:, -1:]
         updated = self.center * self.center_momentum + means_sum / ranks.clamp_min(1) * (1 - self.center_momentum)
         self.center.copy_(torch.where(ranks > 0, updated, self.center))
+
+
+class DistillationLoss(nn.Module):
+    """The common part of the [CLS] and patch losses: the student temperature, and the teacher's targets with
+    their centre. Subclasses say which student rows meet which targets (``row_targets``, or the targets as they
+    are) and how the rows' cross-entropies make the loss (``reduce``)."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = 'centering'):
+        super().__init__()
+        self.student_temp = student_temp
+        self.centering = TeacherCentering(out_dim, center_momentum, centering)
+
+    @property
+    def center(self) -> torch.Tensor:
+        return self.centering.center
+
+    @torch.no_grad()
+    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Targets of the teacher's rows, then the centre update (as DINO does). Every rank calls this, with or
+        without rows: the collectives of Sinkhorn-Knopp and of the centre update must run everywhere."""
+        targets = self.centering.targets(teacher_logits, teacher_temp)
+        self.centering.update(teacher_logits)
+        return targets

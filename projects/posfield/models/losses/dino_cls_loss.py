@@ -2,38 +2,20 @@
 from typing import List
 
 import torch
-import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .centering import TeacherCentering
-from .soft_cross_entropy import soft_cross_entropy
+from .centering import DistillationLoss
 
 
 @MODELS.register_module()
-class DINOClsLoss(nn.Module):
+class DINOClsLoss(DistillationLoss):
     """Cross-entropy between teacher targets of each global crop and student predictions of every other crop.
 
-    :meth:`teacher_targets` turns the teacher's logits into targets (then updates the centre, as DINO does);
-    ``forward`` takes one ``(B, K)`` student logit tensor per crop, global crops first (same order as the
-    teacher's), and one ``(B, K)`` target tensor per global crop. Pairs of the same view are skipped; the loss
-    is the mean over the remaining pairs.
+    The student's logits are one ``(B, K)`` block per crop, global crops first (same order as the teacher's);
+    the targets one ``(B, K)`` tensor per global crop. Pairs of the same view are skipped; the loss is the mean
+    over the remaining pairs. It is computed as one row per student crop (:meth:`row_targets`) and the mean of
+    those rows' cross-entropies (:meth:`reduce`); :class:`DINOClsHead` puts the two together.
     """
-
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: str = 'centering'):
-        super().__init__()
-        self.student_temp = student_temp
-        self.centering = TeacherCentering(out_dim, center_momentum, centering)
-
-    @property
-    def center(self) -> torch.Tensor:
-        return self.centering.center
-
-    @torch.no_grad()
-    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        targets = self.centering.targets(teacher_logits, teacher_temp)
-        self.centering.update(teacher_logits)
-        return targets
 
     @staticmethod
     def _check(n_views: int, n_targets: int) -> None:
@@ -60,9 +42,3 @@ class DINOClsLoss(nn.Module):
         self._check(n_views, n_targets)
         pairs = n_targets * n_views - min(n_targets, n_views)
         return ce.sum() / (pairs * (ce.shape[0] // n_views))
-
-    def forward(self, student_logits: List[torch.Tensor], targets: List[torch.Tensor]) -> torch.Tensor:
-        n_views = len(student_logits)
-        row_targets = self.row_targets(targets, n_views)
-        ce = soft_cross_entropy(torch.cat(student_logits), row_targets, self.student_temp)
-        return self.reduce(ce, n_views, len(targets))
