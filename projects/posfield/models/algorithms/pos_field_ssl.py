@@ -7,7 +7,7 @@ from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 
-from ..data_preprocessor import MultiViewBatch
+from ...batch.multiview_batch import MultiViewBatch
 from ..heads.dual_mim_head import masked_position_accuracy
 from ..losses.soft_cross_entropy import soft_cross_entropy
 from .ema_teacher import EMATeacher, cosine_momentum, linear_warmup
