@@ -6,4 +6,4 @@ by the detection configs only.
 """
 import projects.common  # noqa: F401  (checkpoint compatibility, atomic writes)
 
-from . import datasets, engine, evaluation, models  # noqa: F401,E402
+from . import batch, datasets, engine, evaluation, models  # noqa: F401,E402

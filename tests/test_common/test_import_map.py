@@ -11,11 +11,12 @@ ALLOWED = {
     'common': set(), 'demo_data': set(),
     'analysis': {'common'}, 'simclr_loc': {'common'},
     'probes': {'analysis', 'common'},
-    'posfield.datasets': {'posfield.models', 'common'},
-    'posfield.models': {'common'},
+    'posfield.batch': {'common'},
+    'posfield.datasets': {'posfield.batch', 'common'},
+    'posfield.models': {'posfield.batch', 'common'},
     'posfield.engine': {'common'},
-    'posfield.det': {'posfield.models', 'posfield.engine', 'common'},
-    'posfield.evaluation': {'posfield.models', 'analysis', 'common'},
+    'posfield.det': {'posfield.batch', 'posfield.models', 'posfield.engine', 'common'},
+    'posfield.evaluation': {'posfield.batch', 'posfield.models', 'analysis', 'common'},
     'report': {'posfield.evaluation', 'analysis', 'common'},
 }
 

@@ -188,8 +188,8 @@ def test_mask_statistics_are_dinov2s(path):
     """collate_data_and_cast + MaskingGenerator on 14 x 14: half the global views masked, ratios spread over
     [0.1, 0.5], blocks (>= 4 patches, aspect 0.3-3.3, strictly smaller than the grid); under 0.5 % of the masked
     patches isolated (DINOv2's own generator: 0.25 %)."""
-    from projects.posfield.datasets.multiview_collate import DEFAULT_MASKING
-    from projects.posfield.datasets.transforms.masking import batch_masks
+    from projects.posfield.batch.collate import DEFAULT_MASKING
+    from projects.posfield.batch.masking import batch_masks
     masking = {**DEFAULT_MASKING, **_cfg(path).train_dataloader.collate_fn.masking}
     assert masking['mask_prob'] == 0.5 and tuple(masking['ratio_range']) == (0.1, 0.5)
     assert masking['content_mode'] == 'block' and masking['min_num_patches'] == 4

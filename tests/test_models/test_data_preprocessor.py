@@ -8,9 +8,9 @@ from mmengine.registry import FUNCTIONS
 from mmengine.structures import BaseDataElement
 
 import projects.posfield  # noqa: F401  (registers multiview_collate)
-from projects.posfield.datasets.multiview_collate import build_multiview_batch, check_collate_options
-from projects.posfield.models.data_preprocessor import MultiViewBatch, MultiViewDataPreprocessor
-from projects.posfield.models.utils.pos_field import DEFAULT_BETA, Placement, mean_placement
+from projects.posfield.batch.collate import build_multiview_batch, check_collate_options
+from projects.posfield.batch.multiview_batch import MultiViewBatch
+from projects.posfield.models.data_preprocessor import MultiViewDataPreprocessor
 
 
 def collated(batch=3, n_global=2, n_local=3, gsize=32, lsize=16, source_hw=(100, 200), crop_boxes=None):
@@ -206,12 +206,3 @@ def test_preprocessor_normalises_like_mmpretrain():
     assert torch.equal(got.global_views, torch.cat(ref[:2]))
     assert torch.equal(got.local_views[0], torch.cat(ref[2:]))
     assert torch.equal(got.kept_rows, batch.kept_rows)  # everything else passes through
-
-
-def test_mean_placement_uses_the_one_beta_default_and_keeps_aspect():
-    s = DEFAULT_BETA[0] / sum(DEFAULT_BETA)
-    assert mean_placement() == Placement((1 - s) / 2, (1 - s) / 2, s)
-    wide = mean_placement(img_wh=(200, 100))
-    assert wide == Placement((1 - s) / 2, (1 - s / 2) / 2, s)
-    box = wide.image_box_to_canvas((0, 0, 200, 100), (200, 100))
-    assert (box[2] - box[0]) / (box[3] - box[1]) == pytest.approx(2.0)

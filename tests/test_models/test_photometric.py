@@ -20,7 +20,7 @@ from mmpretrain.datasets.transforms import GaussianBlur, Solarize
 from scipy import stats
 
 from projects.common.transforms import HueSafeColorJitter
-from projects.posfield.datasets.multiview_collate import build_multiview_batch, check_collate_options
+from projects.posfield.batch.collate import build_multiview_batch, check_collate_options
 from projects.posfield.datasets.transforms import PosFieldMultiCrop
 from projects.posfield.models.data_preprocessor import MultiViewDataPreprocessor
 from projects.posfield.models.photometric import (

@@ -1,15 +1,9 @@
 """The position field: sampling conventions that pre-training and detection rely on."""
-import numpy as np
 import pytest
 import torch
 
-from projects.posfield.models.utils.pos_field import (
-    Placement,
-    PositionField,
-    mean_placement,
-    sample_field,
-    sample_placement,
-)
+from projects.posfield.batch.placement import Placement
+from projects.posfield.models.utils.pos_field import PositionField, sample_field
 
 
 def field(d=3, h=5, w=7):
@@ -67,28 +61,6 @@ def test_position_field_modes_and_gradients():
         PositionField(8, mode='rope')
     with pytest.raises(ValueError, match=r'\(B, 4\)'):
         pf(torch.zeros(4), (2, 2))
-
-
-def test_placements():
-    rng = np.random.default_rng(0)
-    sides = []
-    for mode in ('beta', 'uniform', 'const'):
-        for _ in range(200):
-            p = sample_placement(rng, mode)
-            assert 0 <= p.ox and p.ox + p.s <= 1 + 1e-9 and 0 <= p.oy and p.oy + p.s <= 1 + 1e-9
-            if mode == 'beta':
-                sides.append(p.s)
-    assert abs(np.mean(sides) - 2 / 7) < 0.05  # Beta(2, 5) mean
-    assert mean_placement('beta') == Placement((1 - 2 / 7) / 2, (1 - 2 / 7) / 2, 2 / 7)
-    p = Placement(0.1, 0.2, 0.5)
-    # aspect kept: the 100 px edge spans s = 0.5 of the canvas, the 50 px edge 0.25
-    assert np.allclose(p.image_box_to_canvas((0, 0, 100, 50), (100, 50)), [0.1, 0.2, 0.6, 0.45])
-    assert np.allclose(p.image_box_to_canvas((50, 25, 100, 50), (100, 50)), [0.35, 0.325, 0.6, 0.45])
-    for _ in range(100):  # a 1:3 portrait image stays inside the canvas with its aspect
-        q = sample_placement(rng, 'beta', img_wh=(30, 90))
-        box = q.image_box_to_canvas((0, 0, 30, 90), (30, 90))
-        assert box.min() >= 0 and box.max() <= 1 + 1e-6
-        assert (box[3] - box[1]) == pytest.approx(3 * (box[2] - box[0]), rel=1e-4)
 
 
 def test_patch_positions_one_implementation_for_field_and_interpolate():

@@ -13,7 +13,7 @@ from mmengine.structures import BaseDataElement
 from mmpretrain.registry import MODELS
 
 import projects.posfield  # noqa: F401
-from projects.posfield.models.data_preprocessor import MultiViewBatch
+from projects.posfield.batch.multiview_batch import MultiViewBatch
 from tests.helpers import TINY_PRETRAIN
 
 

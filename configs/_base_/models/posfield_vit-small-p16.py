@@ -7,7 +7,7 @@ model = dict(
     # pipelines' PosFieldMultiCrop has photometric=False), and normalises the views. The batch itself (canvas
     # placement, default Beta(2,5), aspect kept; masks, default: half of the global views masked, ratio 0.1-0.5,
     # content:position 50:50 per image, block / cross-wise) is built by train_dataloader.collate_fn; the
-    # defaults live in projects/posfield/datasets/multiview_collate.py and models/utils/pos_field.py.
+    # defaults live in projects/posfield/batch/collate.py and batch/placement.py.
     data_preprocessor=dict(type='MultiViewDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], to_rgb=True, photometric=dict(type='MultiCropPhotometric')),
     backbone=dict(type='PosFieldViT', arch='ViT-S', patch_size=16, img_size=224, pos_embed_type='field',

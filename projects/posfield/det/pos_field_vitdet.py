@@ -19,16 +19,10 @@ from projects.common.backbone_loader import (
     select_backbone,
 )
 
+from ..batch.placement import DEFAULT_PLACEMENT, Placement, mean_placement
 from ..models.backbones.vit_block import ViTBlock
 from ..models.utils.archs import vit_arch
-from ..models.utils.pos_field import (
-    DEFAULT_PLACEMENT,
-    Placement,
-    PositionField,
-    mean_placement,
-    patch_positions,
-    resize_grid_embedding,
-)
+from ..models.utils.pos_field import PositionField, patch_positions, resize_grid_embedding
 
 # ViTDet's attention size for its global blocks: the fixed input frame (1024 px) over the patch size.
 DEFAULT_IMG_SIZE = 1024

@@ -26,7 +26,7 @@ def canvas_box_for(cfg, placement: str = 'whole') -> Optional[Tuple[float, float
         return None
     if placement != 'mean':
         raise ValueError(f"placement must be 'whole' or 'mean', got {placement!r}")
-    from projects.posfield.models.utils.pos_field import DEFAULT_PLACEMENT, mean_placement
+    from projects.posfield.batch.placement import DEFAULT_PLACEMENT, mean_placement
     loader = (cfg.get('train_dataloader') or {}) if cfg is not None else {}
     pre = loader.get('collate_fn') or {}
     crop = _find_transform(loader or None, 'PosFieldMultiCrop')

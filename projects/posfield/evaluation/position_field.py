@@ -26,7 +26,7 @@ DEFAULT_REFS = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (0.75, 0.7
 
 def field_and_samplers(backbone, cfg):
     """``(kind, field (D, Hf, Wf), {placement name: sampler(grid_hw) -> (D, h, w)})``."""
-    from projects.posfield.models.utils.pos_field import Placement
+    from projects.posfield.batch.placement import Placement
     pos_field = getattr(backbone, 'pos_field', None)
     if pos_field is not None:
         field = pos_field.field.detach().float()[0]

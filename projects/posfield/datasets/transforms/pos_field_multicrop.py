@@ -70,7 +70,7 @@ class PosFieldMultiCrop(BaseTransform):
     Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``crop_boxes`` float32 (V, 4): each view's
     box ``(x0, y0, x1, y1)`` as fractions of the source image, ``view_flips`` bool (V,), ``source_hw``
     int64 (2,). The canvas placement (shared by all views of an image), the canvas boxes and the masks are
-    made per batch by :func:`~projects.posfield.datasets.multiview_collate.multiview_collate`.
+    made per batch by :func:`~projects.posfield.batch.collate.multiview_collate`.
     ``seed`` makes the geometry deterministic (tests).
     """
 

@@ -7,7 +7,7 @@ from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 
-from ..data_preprocessor import MultiViewBatch
+from ...batch.multiview_batch import MultiViewBatch
 from ..heads import head_losses, masked_position_accuracy
 from .ema_teacher import EMATeacher, cosine_momentum, linear_warmup
 

@@ -45,17 +45,24 @@ from projects.common.cpu_tuning import linear, linear_module, plain_reverse_mode
 DROP_PATH_MODES = ('bernoulli', 'dinov2')
 
 
-def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
-    """(indices of the samples whose branch is computed, residual scale) for one branch of one block."""
+def _draw_kept(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
+    """The random draw of one branch of one block, ``(kept, residual scale)``: ``'bernoulli'``: ``kept`` is a
+    ``(batch,)`` 0/1 mask of ``like``'s dtype; ``'dinov2'``: the kept samples' indices."""
     if mode == 'bernoulli':
         # mmcv's drop_path: keep iff floor(keep_prob + U[0, 1)) == 1; the same draw, so the same samples.
         keep_prob = 1.0 - drop_prob
         draw = keep_prob + torch.rand((batch, 1, 1), dtype=like.dtype, device=like.device)
-        return draw.floor().flatten().nonzero().flatten(), 1.0 / keep_prob
+        return draw.floor().flatten(), 1.0 / keep_prob
     if mode == 'dinov2':
         kept = max(int(batch * (1.0 - drop_prob)), 1)
         return torch.randperm(batch, device=like.device)[:kept], batch / kept
     raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}')
+
+
+def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
+    """(indices of the samples whose branch is computed, residual scale) for one branch of one block."""
+    kept, scale = _draw_kept(batch, drop_prob, mode, like)
+    return (kept.nonzero().flatten() if mode == 'bernoulli' else kept), scale
 
 
 def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) -> torch.Tensor:
@@ -63,15 +70,10 @@ def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) 
     sample keeps the branch, 0 where it drops it; the same random draws as :func:`kept_samples`, without reading
     the kept count back."""
     dtype = torch.promote_types(like.dtype, torch.float32)
+    kept, scale = _draw_kept(batch, drop_prob, mode, like)
     if mode == 'bernoulli':
-        keep_prob = 1.0 - drop_prob
-        draw = keep_prob + torch.rand((batch, 1, 1), dtype=like.dtype, device=like.device)
-        return draw.floor().flatten().to(dtype) * (1.0 / keep_prob)
-    if mode == 'dinov2':
-        kept = max(int(batch * (1.0 - drop_prob)), 1)
-        index = torch.randperm(batch, device=like.device)[:kept]
-        return torch.zeros(batch, dtype=dtype, device=like.device).index_fill_(0, index, batch / kept)
-    raise ValueError(f'drop_path_mode must be one of {DROP_PATH_MODES}, got {mode!r}')
+        return kept.to(dtype) * scale
+    return torch.zeros(batch, dtype=dtype, device=like.device).index_fill_(0, kept, scale)
 
 
 def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,

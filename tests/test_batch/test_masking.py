@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from projects.posfield.datasets.transforms import batch_masks, block_mask, cross_mask, random_mask
+from projects.posfield.batch.masking import batch_masks, block_mask, cross_mask, random_mask
 
 
 @pytest.mark.parametrize('fn', [block_mask, cross_mask, random_mask])
@@ -122,7 +122,7 @@ def test_block_masks_are_blocks_as_dinov2s_over_2000_masks():
 
 def test_a_block_is_strictly_smaller_than_the_grid():
     """MaskingGenerator._mask accepts a rectangle only if ``h < height`` and ``w < width``."""
-    from projects.posfield.datasets.transforms.masking import add_block
+    from projects.posfield.batch.masking import add_block
     rng = np.random.default_rng(1)
     for _ in range(2000):
         mask = np.zeros((14, 14), dtype=bool)

@@ -1,7 +1,7 @@
 """The multi-view batch, built in the dataloader workers (the place of DINOv2's ``collate_data_and_cast``).
 
 :func:`multiview_collate` turns the per-image outputs of ``PosFieldMultiCrop`` + ``PackInputs`` into one
-:class:`~projects.posfield.models.data_preprocessor.MultiViewBatch`: views grouped by size (view-major rows),
+:class:`~projects.posfield.batch.multiview_batch.MultiViewBatch`: views grouped by size (view-major rows),
 canvas boxes (the placement is drawn here), flips, content and position masks, the patch-loss weights and every
 index the training step reads, as tensors and Python ints. The step then needs no host synchronisation to find
 the masked tokens (docs/design.md, contract 2).
@@ -18,9 +18,9 @@ import torch
 from mmengine.dataset import default_collate
 from mmengine.registry import FUNCTIONS
 
-from ..models.data_preprocessor import MultiViewBatch
-from ..models.utils.pos_field import DEFAULT_PLACEMENT, PLACEMENT_MODES, place_boxes, sample_placement
-from .transforms.masking import batch_masks
+from .masking import batch_masks
+from .multiview_batch import MultiViewBatch
+from .placement import DEFAULT_PLACEMENT, PLACEMENT_MODES, place_boxes, sample_placement
 
 DEFAULT_MASKING = dict(mask_prob=0.5, ratio_range=(0.1, 0.5), content_ratio=0.5, content_mode='block',
                        pos_mode='cross', mask_unit='image', min_num_patches=4, aspect_range=(0.3, 1 / 0.3))
