@@ -1,6 +1,8 @@
-"""The runner mechanics of the multi-stage jobs (tools/run_default_job.py, tools/run_localization_job.py): one
-stage as a logged subprocess, stage progress with the job's ETA, and resuming (a finished stage's ``done.json``).
+"""The runner mechanics of the multi-stage jobs (:mod:`projects.jobs`): one stage as a logged subprocess, stage
+progress with the job's ETA, resuming (a finished stage's ``done.json``), and the preset, date and hardware of a
+job's summary.
 """
+import datetime
 import json
 import os
 import os.path as osp
@@ -10,6 +12,8 @@ import subprocess
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+# The repository root: every stage command runs from it (the tools' and configs' relative paths).
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # mmengine's iteration log line: ``Iter(train) [ 40/400]``.
 ITER_RE = re.compile(r'Iter\((train|val|test)\)\s*\[\s*(\d+)/(\d+)\]')
 
@@ -48,6 +52,27 @@ def children_cpu_seconds() -> float:
     """User + system CPU seconds of every finished child process of this one (the stages' commands)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def preset_with_overrides(presets: Dict[str, dict], name: str, **overrides) -> dict:
+    """A copy of ``presets[name]`` with each given override (not None, not 0) in place of the preset's value."""
+    preset = dict(presets[name])
+    preset.update({key: value for key, value in overrides.items() if value})
+    return preset
+
+
+def utc_stamp() -> str:
+    """The date of a job's summary: now, in UTC, to the minute."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+
+
+def cuda_available() -> bool:
+    """Whether the stages' commands will train on a GPU (without creating a CUDA context in the job's process)."""
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def done_path(folder: str) -> str:

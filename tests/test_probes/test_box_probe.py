@@ -24,7 +24,6 @@ from projects.probes import (
 from projects.probes.box_probe import aligned_iou, patch_centres
 from projects.probes.coco_patches import ProbeImage
 from projects.probes.dense import floor_rows, holdout_mask
-from tests.helpers import load_tool
 
 
 def test_targets_decode_and_iou_by_hand():
@@ -179,7 +178,7 @@ def test_probe_on_grid_coded_squares_raw_pixels_exact_constant_feature_at_the_fl
 
 
 def test_default_job_table_has_localisation_columns_and_paired_differences(tmp_path):
-    job = load_tool('tools/run_default_job.py')
+    from projects.jobs import default_job as job
     inits = ['posfield (ours)', 'DINOv2-dagger', 'random init', 'raw pixels', 'all background']
     values = {'posfield (ours)': (40.0, 30.0), 'DINOv2-dagger': (38.0, 25.0), 'random init': (35.0, 20.0),
               'raw pixels': (30.0, 10.0), 'all background': (20.0, 5.0)}

@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import ROOT, load_tool, write_images
+from tests.helpers import ROOT, write_images
 from tests.test_simclr_loc.voc_fixture import voc_xml
 
 CLASSES = ('car', 'cat', 'dog')  # sorted: the order the job reads a VOC folder without a manifest in
@@ -55,7 +55,8 @@ def write_rigged_checkpoint(path):
     from mmpretrain.registry import MODELS
 
     import projects.simclr_loc  # noqa: F401  (registers the model)
-    cfg = Config.fromfile(os.path.join(ROOT, load_tool('tools/run_localization_job.py').LOC_CFGS['random']))
+    from projects.jobs.localization_job import LOC_CFGS
+    cfg = Config.fromfile(os.path.join(ROOT, LOC_CFGS['random']))
     cfg.model.head.num_classes = len(CLASSES)
     cfg.model.data_preprocessor.num_classes = len(CLASSES)
     model = MODELS.build(cfg.model)

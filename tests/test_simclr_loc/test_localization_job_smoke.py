@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, load_tool, write_images
+from tests.helpers import ROOT, write_images
 from tests.test_simclr_loc.voc_fixture import write_voc
 
 METRICS = ('top1', 'top3', 'mean_iou', 'acc_iou50', 'acc_iou70')
@@ -103,7 +103,7 @@ def test_rerun_skips_finished_stages_and_adds_a_fraction(smoke_job, tmp_path):
 
 
 def test_a_unit_counts_as_done_only_with_complete_metrics_and_the_table_is_mean_and_sample_std(tmp_path):
-    job = load_tool('tools/run_localization_job.py')
+    from projects.jobs import localization_job as job
     path = tmp_path / 'metrics.json'
     assert job.read_metrics(str(path)) is None  # absent
     values = dict(top1=50.0, top3=100.0, mean_iou=62.5, acc_iou50=75.0, acc_iou70=25.0, num_objects=4)

@@ -125,13 +125,8 @@ def test_report_is_self_contained_and_renders_in_chromium(smoke_job, tmp_path):
     assert all(done and w > 0 and h > 0 for done, w, h in images), images
 
 
-def _load_job():
-    from tests.helpers import load_tool
-    return load_tool('tools/run_default_job.py')
-
-
 def test_aggregate_mean_std_and_paired_differences():
-    job = _load_job()
+    from projects.jobs import default_job as job
     rows = [dict(init='posfield (ours)', seed=0, patch_miou=10.0),
             dict(init='posfield (ours)', seed=1, patch_miou=14.0),
             dict(init='random init', seed=0, patch_miou=7.0), dict(init='random init', seed=1, patch_miou=9.0)]
@@ -161,7 +156,8 @@ def test_is_done_needs_same_settings_and_outputs(tmp_path):
 
 
 def test_seeds_argument():
-    job = _load_job()
+    from tests.helpers import load_tool
+    job = load_tool('tools/run_default_job.py')
     assert job.parse_args(['--seeds', '0,1,2']).seed_list == [0, 1, 2]
     assert job.parse_args(['--seed', '4']).seed_list == [4]
     assert job.parse_args([]).seed_list is None
