@@ -23,6 +23,16 @@ def _restore_default_scope():
     DefaultScope._instance_dict.update(saved)
 
 
+@pytest.fixture(scope='session')
+def tiny_ssl_ckpt(tmp_path_factory):
+    """The tiny PosFieldSSL checkpoint (:func:`tests.helpers.write_tiny_checkpoint`, saved as iteration 6 of its
+    run): ``config``, ``checkpoint`` path, ``model`` and its ``state`` dict. Read only."""
+    from tests.helpers import TINY_PRETRAIN, write_tiny_checkpoint
+    path = tmp_path_factory.mktemp('tiny_checkpoint') / 'iter_6.pth'
+    model = write_tiny_checkpoint(path, iter=6)
+    return dict(config=TINY_PRETRAIN, checkpoint=str(path), model=model, state=model.state_dict())
+
+
 def pytest_configure(config):
     config.addinivalue_line('markers', 'configs: runs every shipped config for two steps (tests/test_configs/, '
                                        'minutes); select with -m configs, skip with -m "not configs"')

@@ -14,8 +14,7 @@ from projects.common.checkpoint import (
     config_from_text,
     load_checkpoint_file,
 )
-from tests.det_helpers import write_coco
-from tests.helpers import ROOT, TINY_PRETRAIN
+from tests.helpers import ROOT, TINY_PRETRAIN, write_coco
 from tests.test_bad_input.helpers import png_header, run_tool, run_tool_in_process
 
 TINY_DET = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
@@ -282,21 +281,15 @@ def test_extract_backbone_key_on_a_backbone_only_file_is_an_error(tmp_path):
     assert set(torch.load(tmp_path / 'out.pth', weights_only=True)['state_dict']) == set(bare)
 
 
-def test_extracted_backbone_loads_in_the_analysis_loader_and_respects_the_umask(tmp_path):
+def test_extracted_backbone_loads_in_the_analysis_loader_and_respects_the_umask(tiny_ssl_ckpt, tmp_path):
     """Every backbone file the repository writes must load: extract_backbone.py keeps the [CLS] token."""
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
 
-    import projects.posfield  # noqa: F401
     from projects.common.backbone_loader import load_backbone
-    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope an earlier test left
-        model = MODELS.build(Config.fromfile(TINY_PRETRAIN).model)
-    model.init_weights()
-    torch.save({'state_dict': model.state_dict()}, tmp_path / 'pretrain.pth')
+    model = tiny_ssl_ckpt['model']
     out = tmp_path / 'backbone.pth'
     rc, log = run_tool(['bash', '-c', 'umask 022 && exec "$0" "$@"', __import__('sys').executable,
-                        osp.join(ROOT, EXTRACT), str(tmp_path / 'pretrain.pth'), str(out)])
+                        osp.join(ROOT, EXTRACT), tiny_ssl_ckpt['checkpoint'], str(out)])
     assert rc == 0, log[-2000:]
     assert os.stat(out).st_mode & 0o777 == 0o644
     with DefaultScope.overwrite_default_scope('mmpretrain'):

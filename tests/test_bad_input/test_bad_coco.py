@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from projects.common.coco_checks import CocoFormatError, check_coco, read_coco_json
-from tests.det_helpers import CLASSES, write_coco
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_coco
+from tests.helpers import SHAPE_CLASSES as CLASSES
 from tests.test_bad_input.helpers import LogCapture, run_tool_in_process
 
 TINY_DET = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')

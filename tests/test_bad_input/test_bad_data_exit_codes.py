@@ -6,8 +6,7 @@ import os.path as osp
 
 import pytest
 
-from tests.det_helpers import write_coco
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_coco
 from tests.test_bad_input.helpers import run_tool
 from tests.test_simclr_loc.voc_fixture import voc_xml, write_voc
 

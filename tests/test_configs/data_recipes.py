@@ -12,19 +12,15 @@ so the loading code runs too. Architecture, heads, losses and pipelines are neve
 from __future__ import annotations
 
 import glob
-import json
 import os.path as osp
 import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from mmengine.config import Config
-from PIL import Image, ImageDraw
 
-from tests.det_helpers import shape_polygon
-from tests.helpers import ROOT
+from tests.helpers import ROOT, blocky_texture, build_model, save_checkpoint, save_image, write_coco, write_images
 from tests.test_simclr_loc.voc_fixture import voc_xml
 
 TRAIN_BATCH = 2
@@ -41,23 +37,35 @@ def _rel(path: str) -> str:
     return osp.relpath(osp.abspath(path), ROOT).replace(osp.sep, '/')
 
 
+class _WrittenOnce:
+    """Files written under ``base`` on first request, then reused: ``_once(label, write, key)`` calls
+    ``write(path)`` for a new path named after ``label`` once per key (default: the label) and returns it."""
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self._done: Dict[str, str] = {}
+
+    def _once(self, label: str, write: Callable[[Path], None], key: Optional[str] = None) -> str:
+        key = label if key is None else key
+        if key not in self._done:
+            path = self.base / f'{len(self._done)}_{label}'
+            write(path)
+            self._done[key] = str(path)
+        return self._done[key]
+
+
 # ----------------------------------------------------------------------------------------------------- images
 def _texture(rng, h: int, w: int) -> np.ndarray:
-    """Blocky random texture (JPEG-friendly) with a bright rectangle, as uint8 (h, w, 3)."""
-    base = rng.random((h // 8 + 1, w // 8 + 1, 3))
-    img = (np.kron(base, np.ones((8, 8, 1)))[:h, :w] * 120 + 40).astype(np.uint8)
+    """Blocky random texture with a bright rectangle, as uint8 (h, w, 3)."""
+    img = (blocky_texture(rng, h, w) * 120 + 40).astype(np.uint8)
     y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
     img[y0:y0 + h // 3, x0:x0 + w // 3] = rng.integers(150, 255, 3)
     return img
 
 
-def _save_jpeg(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, quality=90)
-
-
-class GeneratedData:
-    """Data sets written on first use under ``base`` (one per layout the configs read)."""
+class GeneratedData(_WrittenOnce):
+    """Data sets written on first use (one per layout the configs read); each method returns its data root."""
 
     IMAGENET_WNIDS = ('n01440764', 'n01443537')  # ImageNet class folders; labels 0 and 1
     COCO_CATEGORIES = ((1, 'person'), (3, 'car'), (18, 'dog'))  # real COCO ids/names (the 80-class configs)
@@ -65,19 +73,9 @@ class GeneratedData:
                 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58,
                 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89,
                 90)  # COCO 2017's 80 category ids, in mmdet's class order
-    SHAPE_CATEGORIES = ((1, 'ellipse'), (2, 'rectangle'), (3, 'triangle'))  # the CPU / demo COCO-format configs
-
-    def __init__(self, base: Path):
-        self.base = Path(base)
-        self._done: Dict[str, str] = {}
 
     def _once(self, label: str, write: Callable[[Path], None], key: Optional[str] = None) -> str:
-        key = label if key is None else key
-        if key not in self._done:
-            root = self.base / f'{label}_{len(self._done)}'
-            write(root)
-            self._done[key] = str(root) + '/'
-        return self._done[key]
+        return super()._once(label, write, key) + '/'  # configs join data_root and relative paths as strings
 
     # mmpretrain's ImageNet layout: <root>/{train,val}/<wnid>/*.JPEG with meta/{train,val}.txt ("path label")
     def imagenet(self) -> str:
@@ -89,7 +87,7 @@ class GeneratedData:
                 for label, wnid in enumerate(self.IMAGENET_WNIDS):
                     for i in range(per_class):
                         rel = f'{wnid}/{wnid}_{split}_{i}.JPEG'
-                        _save_jpeg(root / split / rel, _texture(rng, 72 + 8 * i, 88 - 8 * label))
+                        save_image(root / split / rel, _texture(rng, 72 + 8 * i, 88 - 8 * label))
                         lines.append(f'{rel} {label}\n')
                 (root / 'meta' / f'{split}.txt').write_text(''.join(lines))
         return self._once('imagenet', write)
@@ -97,43 +95,9 @@ class GeneratedData:
     # any folder of images, searched recursively (CustomDataset with_label=False)
     def image_folder(self) -> str:
         def write(root: Path):
-            rng = np.random.default_rng(2)
-            for i in range(TRAIN_ITEMS):
-                _save_jpeg(root / ('nested' if i % 2 else '') / f'img_{i}.jpg', _texture(rng, 64 + 8 * i, 96 - 8 * i))
+            write_images(root, n=TRAIN_ITEMS // 2, seed=2)
+            write_images(root / 'nested', n=TRAIN_ITEMS - TRAIN_ITEMS // 2, seed=3)
         return self._once('image_folder', write)
-
-    def _coco(self, root: Path, categories, splits: Sequence[Tuple[str, str, int]], seed: int,
-              listed=None) -> None:
-        """COCO instance set: for each (image folder, annotation file, n) n images with 2 polygon objects of
-        ``categories``; the file lists ``listed`` (default: the same) as its categories."""
-        rng = np.random.default_rng(seed)
-        (root / 'annotations').mkdir(parents=True)
-        kinds = ('ellipse', 'rectangle', 'triangle')
-        ann_id = 1
-        for img_dir, ann_name, n in splits:
-            (root / img_dir).mkdir()
-            images, anns = [], []
-            for i in range(n):
-                w, h = 160, 128
-                img = Image.fromarray(_texture(rng, h, w) // 3)
-                draw = ImageDraw.Draw(img)
-                for k in range(2):
-                    cat = int(rng.integers(0, len(categories)))
-                    r = int(rng.integers(16, 28))
-                    cx, cy = (40 + 80 * k, int(rng.integers(r + 2, h - r - 2)))
-                    poly = shape_polygon(kinds[cat % 3], cx, cy, r)
-                    draw.polygon(poly, fill=tuple(int(v) for v in rng.integers(150, 255, 3)))
-                    xs, ys = poly[0::2], poly[1::2]
-                    bw, bh = max(xs) - min(xs), max(ys) - min(ys)
-                    anns.append(dict(id=ann_id, image_id=i + 1, category_id=categories[cat][0], segmentation=[poly],
-                                     iscrowd=0, bbox=[min(xs), min(ys), bw, bh], area=float(bw * bh)))
-                    ann_id += 1
-                name = f'{img_dir.strip("/")}_{i:03d}.jpg'
-                img.save(root / img_dir / name, quality=90)
-                images.append(dict(id=i + 1, file_name=name, width=w, height=h))
-            cats = [dict(id=cid, name=cname, supercategory='thing') for cid, cname in (listed or categories)]
-            (root / 'annotations' / ann_name).write_text(json.dumps(dict(images=images, annotations=anns,
-                                                                            categories=cats)))
 
     # COCO 2017 layout and category names (the ViT-B/S Mask R-CNN configs)
     def coco2017(self) -> str:
@@ -141,16 +105,13 @@ class GeneratedData:
         # the file lists all 80 categories under their real ids, as COCO's own files do (the checked dataset
         # refuses a file that lacks config classes)
         listed = list(zip(self.COCO_IDS, CocoDataset.METAINFO['classes']))
-        return self._once('coco2017', lambda root: self._coco(
-            root, self.COCO_CATEGORIES,
-            [('train2017', 'instances_train2017.json', TRAIN_ITEMS), ('val2017', 'instances_val2017.json', 1)], 3,
-            listed=listed))
+        return self._once('coco2017', lambda root: write_coco(
+            root, TRAIN_ITEMS, 1, seed=3, categories=self.COCO_CATEGORIES, listed=listed,
+            splits=('train2017', 'val2017')))
 
     # the COCO-format layout of the CPU and demo detection configs (shape classes, train/ val/)
     def coco_shapes(self) -> str:
-        return self._once('coco_shapes', lambda root: self._coco(
-            root, self.SHAPE_CATEGORIES, [('train', 'instances_train.json', TRAIN_ITEMS),
-                                          ('val', 'instances_val.json', 2)], 4))
+        return self._once('coco_shapes', lambda root: write_coco(root, TRAIN_ITEMS, 2, seed=4))
 
     def voc(self, layout: Dict[Tuple[str, str], Sequence[str]]) -> str:
         """A VOC-layout root: for each (source folder relative to the root, split) the listed class names, one
@@ -159,8 +120,8 @@ class GeneratedData:
             rng = np.random.default_rng(5)
             for n, ((source, split), names) in enumerate(sorted(layout.items())):
                 src = root / source
-                for sub in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
-                    (src / sub).mkdir(parents=True, exist_ok=True)
+                (src / 'Annotations').mkdir(parents=True, exist_ok=True)
+                (src / 'ImageSets' / 'Main').mkdir(parents=True, exist_ok=True)
                 ids = []
                 for i, name in enumerate(names):
                     img_id = f'{n:02d}{i:04d}'
@@ -169,7 +130,7 @@ class GeneratedData:
                     x0, y0 = int(rng.integers(1, 20)), int(rng.integers(1, 16))
                     x1, y1 = int(rng.integers(x0 + 40, w)), int(rng.integers(y0 + 30, h))
                     img[y0 - 1:y1, x0 - 1:x1] = rng.integers(150, 255, 3)  # VOC boxes are 1-based, inclusive
-                    _save_jpeg(src / 'JPEGImages' / f'{img_id}.jpg', img)
+                    save_image(src / 'JPEGImages' / f'{img_id}.jpg', img)
                     (src / 'Annotations' / f'{img_id}.xml').write_text(
                         voc_xml(f'{img_id}.jpg', w, h, [dict(name=name, box=(x0, y0, x1, y1))]))
                     ids.append(img_id)
@@ -179,63 +140,35 @@ class GeneratedData:
 
 
 # -------------------------------------------------------------------------------------------- checkpoints
-class Checkpoints:
+class Checkpoints(_WrittenOnce):
     """Pre-trained weights a config loads, written once from the matching pre-training model (random init)."""
 
-    def __init__(self, base: Path):
-        self.base = Path(base)
-        self.base.mkdir(parents=True, exist_ok=True)
-        self._done: Dict[str, str] = {}
-
-    @staticmethod
-    def _build(model_cfg, scope: str = 'mmpretrain'):
-        from mmengine.registry import DefaultScope
-        from mmpretrain.registry import MODELS
-
-        import projects.posfield  # noqa: F401  (registers PosFieldViT)
-        import projects.simclr_loc  # noqa: F401
-        torch.manual_seed(0)
-        with DefaultScope.overwrite_default_scope(scope):
-            model = MODELS.build(model_cfg)
-        model.init_weights()
-        return model
-
-    def posfield_backbone(self, pretrain_config: str, backbone_update: Optional[dict] = None,
-                          layout: str = 'teacher') -> str:
-        """The backbone of ``pretrain_config`` (with ``backbone_update`` merged), saved as the detector reads it:
-        ``layout='teacher'``: as in a PosFieldSSL checkpoint (``teacher.module.backbone.*``, the EMA teacher
-        is a copy of the student backbone); ``'backbone'``: as tools/model_converters/extract_backbone.py
-        writes it (no prefix, pre-training-only tokens dropped)."""
-        key = f'{pretrain_config}|{sorted((backbone_update or {}).items())}|{layout}'
-        if key not in self._done:
+    def posfield_backbone(self, pretrain_config: str, layout: str = 'teacher') -> str:
+        """The backbone of ``pretrain_config``, saved as the detector reads it: ``layout='teacher'``: as in a
+        PosFieldSSL checkpoint (``teacher.module.backbone.*``, the EMA teacher is a copy of the student backbone);
+        ``'backbone'``: as tools/model_converters/extract_backbone.py writes it (no prefix, pre-training-only
+        tokens dropped)."""
+        def write(path: Path):
             from projects.common.backbone_loader import IGNORED_SOURCE_KEYS
-            cfg = Config.fromfile(osp.join(ROOT, pretrain_config))
-            backbone_cfg = cfg.model.backbone
-            backbone_cfg.update(backbone_update or {})
-            state = self._build(backbone_cfg).state_dict()
+            state = build_model(Config.fromfile(osp.join(ROOT, pretrain_config)).model.backbone).state_dict()
             if layout == 'teacher':
                 state = {f'teacher.module.backbone.{k}': v for k, v in state.items()}
             else:
                 state = {k: v for k, v in state.items() if not k.startswith(IGNORED_SOURCE_KEYS)}
-            path = self.base / f'posfield_{len(self._done)}_{layout}.pth'
-            torch.save(dict(state_dict=state, meta=dict(config=pretrain_config)), path)
-            self._done[key] = str(path)
-        return self._done[key]
+            save_checkpoint(path, state, config=pretrain_config)
+        return self._once(f'posfield_{layout}.pth', write, key=f'{pretrain_config}|{layout}')
 
     def mmpretrain_model(self, config: str) -> str:
         """A whole-model checkpoint (``backbone.*``, ``neck.*``, ...) of ``config`` (a repository path or an
         ``mmpretrain::`` package config)."""
-        if config not in self._done:
+        def write(path: Path):
             if config.startswith('mmpretrain::'):
                 from mmengine.hub import get_config
                 model_cfg = get_config(config).model
             else:
                 model_cfg = Config.fromfile(osp.join(ROOT, config)).model
-            model = self._build(model_cfg)
-            out = self.base / f'model_{len(self._done)}.pth'
-            torch.save(dict(state_dict=model.state_dict(), meta=dict(config=config)), out)
-            self._done[config] = str(out)
-        return self._done[config]
+            save_checkpoint(path, build_model(model_cfg).state_dict(), config=config)
+        return self._once('model.pth', write, key=config)
 
 
 # ------------------------------------------------------------------------------------------- overrides
@@ -374,16 +307,23 @@ DET_PRETRAINED = [
 ]
 
 
+def _only_match(table: list, table_name: str, cfg, needs: str):
+    """The value of the one (pattern, value) row of ``table`` whose pattern matches the config's path."""
+    name = _rel(cfg.filename)
+    found = [value for pattern, value in table if re.search(pattern, name)]
+    if len(found) != 1:
+        raise LookupError(f'config {name} {needs} but has {len(found)} matches in {table_name} of '
+                          'tests/test_configs/data_recipes.py')
+    return found[0]
+
+
 def _det_pretrained(cfg, ckpts: Checkpoints) -> None:
     init = cfg.model.backbone.get('init_cfg')
     if init is None:
         return
-    name = _rel(cfg.filename)
-    makers = [make for pattern, make in DET_PRETRAINED if re.search(pattern, name)]
-    if len(makers) != 1:
-        raise LookupError(f'config {name} loads a pre-trained backbone ({init.get("checkpoint")}) but has '
-                          f'{len(makers)} matches in DET_PRETRAINED of tests/test_configs/data_recipes.py')
-    init.checkpoint = makers[0](ckpts)
+    make = _only_match(DET_PRETRAINED, 'DET_PRETRAINED', cfg,
+                       f'loads a pre-trained backbone ({init.get("checkpoint")})')
+    init.checkpoint = make(ckpts)
 
 
 def _voc_sources(dataset) -> List[Tuple[str, str]]:
@@ -422,16 +362,12 @@ def _localization(cfg, data: GeneratedData, ckpts: Checkpoints) -> None:
     _set_dataset_root(cfg, data.voc(layout))
     model = cfg.model
     if model.get('init') in ('simclr', 'supervised'):
-        name = _rel(cfg.filename)
-        found = [src for pattern, src in LOC_PRETRAINED if re.search(pattern, name)]
-        if len(found) != 1:
-            raise LookupError(f'config {name} initialises from {model.init_checkpoint} but has {len(found)} '
-                              'matches in LOC_PRETRAINED of tests/test_configs/data_recipes.py')
-        source = found[0]
+        source = _only_match(LOC_PRETRAINED, 'LOC_PRETRAINED', cfg, f'initialises from {model.init_checkpoint}')
         if not source.startswith('mmpretrain::'):
             matches = sorted(glob.glob(osp.join(ROOT, source)))
             if len(matches) != 1:
-                raise LookupError(f'config {name}: LOC_PRETRAINED source {source} matches {len(matches)} files')
+                raise LookupError(f'config {_rel(cfg.filename)}: LOC_PRETRAINED source {source} matches '
+                                  f'{len(matches)} files')
             source = _rel(matches[0])
         model.init_checkpoint = ckpts.mmpretrain_model(source)
 

@@ -1,9 +1,11 @@
 """Every config under configs/ (not _base_) trains for two optimisation steps, and evaluates once where it has
 an evaluation, through the same set-up as tools/train.py, on data the test writes (data_recipes.py).
 
-Select with ``pytest -m configs`` or by this file's name. Per config it checks: the loss terms of both steps
-are finite; the trainable parameters (the student's, for self-supervised configs) moved in every part of the
-model; the evaluation (the val loop, or a k-NN hook) produced its metrics, all finite.
+Select with ``pytest -m configs`` or by this file's name. Per config it checks: the config declares its
+custom_imports and the parts of a training run; its model builds through the registries at the shipped
+architecture, with parameters; the loss terms of both steps are finite; the trainable parameters (the
+student's, for self-supervised configs) moved in every part of the model; the evaluation (the val loop, or a
+k-NN hook) produced its metrics, all finite.
 """
 import gc
 import logging
@@ -121,6 +123,9 @@ def test_config_runs(path, generated, checkpoints, tmp_path):
     work_dir = str(tmp_path / 'work')
     args = tool.parse_args([path, '--work-dir', work_dir])
     cfg = tool.load_config(path, args.cfg_options)
+    assert 'custom_imports' in cfg, f'{path}: configs must declare custom_imports'
+    for key in ('train_dataloader', 'optim_wrapper', 'train_cfg'):
+        assert key in cfg, f'{path}: missing {key}'
     apply_recipe(cfg, path, generated, checkpoints, work_dir)
     cfg = tool.merge_args(cfg, args)
     adapt_to_device(cfg)
@@ -131,6 +136,9 @@ def test_config_runs(path, generated, checkpoints, tmp_path):
     recorder = RunRecorder()
     runner.register_hook(recorder)
     try:
+        model = recorder.model(runner)
+        assert isinstance(model, torch.nn.Module)
+        assert sum(p.numel() for p in model.parameters()) > 0
         with clear_config_errors(cfg, path):
             runner.train()
             if eval_mode == 'test':

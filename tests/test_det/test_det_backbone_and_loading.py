@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import projects.posfield.det  # noqa: F401
 from projects.common.backbone_loader import CheckpointMismatchError
 from projects.posfield.det import PosFieldViTDet
-from tests.helpers import TINY_PRETRAIN, load_tool
+from tests.helpers import load_tool
 
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 
@@ -36,24 +35,8 @@ def test_positions_come_from_the_field_whole_canvas_or_mean():
     assert not torch.allclose(mean._positions(1, (8, 8)), pos)
 
 
-def _pretrain_checkpoint(tmp_path, steps=1):
-    """A real PosFieldSSL checkpoint: build the tiny model, move the student away from the teacher, save."""
-    from mmpretrain.registry import MODELS
-    init_default_scope('mmpretrain')
-    cfg = Config.fromfile(TINY_PRETRAIN)
-    cfg.model.backbone.patch_size = 8
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    with torch.no_grad():
-        for p in model.backbone.parameters():
-            p.add_(0.01)
-    path = tmp_path / 'pretrain.pth'
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=steps)), path)
-    return str(path), model
-
-
-def test_pretrain_checkpoint_loads_with_full_coverage_teacher_and_student_differ(tmp_path):
-    path, model = _pretrain_checkpoint(tmp_path)
+def test_pretrain_checkpoint_loads_with_full_coverage_teacher_and_student_differ(tiny_ssl_ckpt):
+    path, model = tiny_ssl_ckpt['checkpoint'], tiny_ssl_ckpt['model']
     init_default_scope('mmdet')
     teacher = detector_backbone(init_cfg=dict(type='Pretrained', checkpoint=path))
     teacher.init_weights()
@@ -68,8 +51,8 @@ def test_pretrain_checkpoint_loads_with_full_coverage_teacher_and_student_differ
                            student.state_dict()['layers.0.attn.qkv.weight'])
 
 
-def test_wrong_checkpoint_fails_naming_keys_and_shapes(tmp_path):
-    path, _ = _pretrain_checkpoint(tmp_path)
+def test_wrong_checkpoint_fails_naming_keys_and_shapes(tiny_ssl_ckpt, tmp_path):
+    path = tiny_ssl_ckpt['checkpoint']
     wide = detector_backbone(arch=dict(TINY, embed_dims=32, feedforward_channels=64),
                              init_cfg=dict(type='Pretrained', checkpoint=path))
     with pytest.raises(CheckpointMismatchError, match=r'layers.0.attn.qkv.weight: backbone \(96, 32\), '
@@ -109,8 +92,8 @@ def test_timm_vit_checkpoint_loads_in_interpolate_mode(tmp_path):
     assert torch.equal(bb.pos_embed, timm['pos_embed'][:, 1:])  # same 4x4 grid: only the [CLS] slot dropped
 
 
-def test_extract_backbone_tool(tmp_path, capsys):
-    path, model = _pretrain_checkpoint(tmp_path)
+def test_extract_backbone_tool(tiny_ssl_ckpt, tmp_path, capsys):
+    path, model = tiny_ssl_ckpt['checkpoint'], tiny_ssl_ckpt['model']
     tool = load_tool('tools/model_converters/extract_backbone.py')
     out = tmp_path / 'bb.pth'
     kept = tool.main([path, str(out)])

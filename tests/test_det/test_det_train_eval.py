@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.det_helpers import CLASSES, write_coco
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_coco
+from tests.helpers import SHAPE_CLASSES as CLASSES
 
 TINY_DET = osp.join(ROOT, 'configs/mask_rcnn/mask-rcnn_vit-tiny-p16-posfield_cpu-smoke_coco-format.py')
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from projects.probes import (
     BoxSamples,
@@ -24,6 +23,7 @@ from projects.probes import (
 from projects.probes.box_probe import aligned_iou, patch_centres
 from projects.probes.coco_patches import ProbeImage
 from projects.probes.dense import floor_rows, holdout_mask
+from tests.helpers import box_polygon, coco_instance, write_coco_split
 
 
 def test_targets_decode_and_iou_by_hand():
@@ -131,23 +131,17 @@ def test_holdout_images_are_the_patch_probes():
 def _write_grid_coco(root, n_train=8, n_val=4, size=96):
     """One 48 x 48 square per image on a grey canvas, at a random position on the 16-px grid; each of its 3 x 3
     cells has its own colour, red by column and green by row, so a patch's pixels tell where in the box it is."""
-    (root / 'annotations').mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (('train', n_train), ('val', n_val)):
-        (root / split).mkdir()
-        images, anns = [], []
-        for i in range(n):
+        drawn = []
+        for _ in range(n):
             a = np.full((size, size, 3), 128, np.uint8)
             x0, y0 = 16 * int(rng.integers(0, 4)), 16 * int(rng.integers(0, 4))
             for r in range(3):
                 for c in range(3):
                     a[y0 + 16 * r:y0 + 16 * r + 16, x0 + 16 * c:x0 + 16 * c + 16] = (40 + 80 * c, 40 + 80 * r, 200)
-            anns.append(dict(id=i + 1, image_id=i + 1, category_id=1, iscrowd=0, area=48.0 * 48, bbox=[x0, y0, 48, 48],
-                             segmentation=[[x0, y0, x0 + 48, y0, x0 + 48, y0 + 48, x0, y0 + 48]]))
-            Image.fromarray(a).save(root / split / f'{i}.png')
-            images.append(dict(id=i + 1, file_name=f'{i}.png', width=size, height=size))
-        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(dict(
-            images=images, annotations=anns, categories=[dict(id=1, name='square')])))
+            drawn.append((a, [coco_instance(box_polygon(x0, y0, x0 + 48, y0 + 48), 1)]))
+        write_coco_split(root, split, drawn, [(1, 'square')], ext='png')
     return str(root)
 
 

@@ -1,11 +1,9 @@
 """Known values of the dense probes: per-patch labels, mIoU, the all-background floor, and a probe on features
 that encode the label exactly (mIoU 100)."""
-import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from projects.probes import (
     IGNORE,
@@ -22,6 +20,7 @@ from projects.probes import (
     train_patch_probe,
 )
 from projects.probes.dense import floor_rows, summarise
+from tests.helpers import box_polygon, coco_instance, write_coco_split
 
 
 def test_patch_labels_majority_ignore_and_ties():
@@ -87,23 +86,18 @@ def test_summarise():
 def _write_coloured_coco(root, n_train=6, n_val=3, size=64):
     """Class k is a square of colour COLOURS[k] on a grey background: raw pixels identify each patch's class."""
     colours = [(230, 30, 30), (30, 230, 30)]
-    (root / 'annotations').mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (('train', n_train), ('val', n_val)):
-        (root / split).mkdir()
-        images, anns = [], []
-        for i in range(n):
+        drawn = []
+        for _ in range(n):
             a = np.full((size, size, 3), 128, np.uint8)
+            instances = []
             for k, col in enumerate(colours):
                 x0, y0 = 16 * int(rng.integers(0, 2)) + 32 * k, 16 * int(rng.integers(0, 4))
                 a[y0:y0 + 16, x0:x0 + 16] = col
-                anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=k + 1, iscrowd=0, area=256.0,
-                                 bbox=[x0, y0, 16, 16],
-                                 segmentation=[[x0, y0, x0 + 16, y0, x0 + 16, y0 + 16, x0, y0 + 16]]))
-            Image.fromarray(a).save(root / split / f'{i}.png')
-            images.append(dict(id=i + 1, file_name=f'{i}.png', width=size, height=size))
-        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(dict(
-            images=images, annotations=anns, categories=[dict(id=1, name='red'), dict(id=2, name='green')])))
+                instances.append(coco_instance(box_polygon(x0, y0, x0 + 16, y0 + 16), k + 1))
+            drawn.append((a, instances))
+        write_coco_split(root, split, drawn, [(1, 'red'), (2, 'green')], ext='png')
     return str(root)
 
 
@@ -150,6 +144,6 @@ def test_load_split_names_what_is_missing(tmp_path):
     with pytest.raises(CocoProbeDataError, match='instances_train.json'):
         load_split(str(tmp_path), 'train')
     root = _write_coloured_coco(tmp_path / 'c')
-    (tmp_path / 'c' / 'val' / '0.png').unlink()
-    with pytest.raises(CocoProbeDataError, match=r"image '0.png'"):
+    (tmp_path / 'c' / 'val' / 'val_0.png').unlink()
+    with pytest.raises(CocoProbeDataError, match=r"image 'val_0.png'"):
         load_split(root, 'val')

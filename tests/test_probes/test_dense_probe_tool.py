@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from tests.det_helpers import write_coco
-from tests.helpers import TINY_PRETRAIN, load_tool
+from tests.helpers import TINY_PRETRAIN, load_tool, write_coco
 
 
 def _tool(path):
@@ -14,25 +13,12 @@ def _tool(path):
 
 
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
-    """A PosFieldSSL checkpoint with mmengine's meta.cfg (as tools/train.py writes it) and its extracted backbone."""
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-
-    import projects.posfield  # noqa: F401
-    d = tmp_path_factory.mktemp('probe_ckpt')
-    cfg = Config.fromfile(TINY_PRETRAIN)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    with torch.no_grad():
-        for p in model.teacher.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    ckpt = str(d / 'iter_6.pth')
-    torch.save({'state_dict': model.state_dict(), 'meta': {'iter': 6, 'cfg': cfg.pretty_text}}, ckpt)
-    backbone = str(d / 'backbone.pth')
-    _tool('tools/model_converters/extract_backbone.py').main([ckpt, backbone])
-    return dict(ckpt=ckpt, backbone=backbone, model=model)
+def checkpoints(tiny_ssl_ckpt, tmp_path_factory):
+    """The tiny PosFieldSSL checkpoint (with mmengine's meta.cfg, as tools/train.py writes it) and its extracted
+    backbone."""
+    backbone = str(tmp_path_factory.mktemp('probe_ckpt') / 'backbone.pth')
+    _tool('tools/model_converters/extract_backbone.py').main([tiny_ssl_ckpt['checkpoint'], backbone])
+    return dict(ckpt=tiny_ssl_ckpt['checkpoint'], backbone=backbone, model=tiny_ssl_ckpt['model'])
 
 
 @pytest.fixture(scope='module')

@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from tests.det_helpers import write_coco
-from tests.helpers import ROOT, write_images
+from tests.helpers import ROOT, write_coco, write_images
 
 JOB = os.path.join(ROOT, 'tools/run_default_job.py')
 # The smoke job (pre-training, two probes, two detectors, report) is about 5 min on 2 free cores; the fixture runs
