@@ -17,6 +17,7 @@ ALLOWED = {
     'posfield.det': {'posfield.models', 'posfield.engine', 'common'},
     'posfield.evaluation': {'posfield.models', 'analysis', 'common'},
     'report': {'posfield.evaluation', 'analysis', 'common'},
+    'benchmarks': {'posfield.models', 'common'},
 }
 
 
