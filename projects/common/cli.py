@@ -1,10 +1,7 @@
 """What the command lines of tools/ share: the ``--cfg-options`` action, the launcher arguments of tools/train.py
-and tools/test.py, and the arguments that name a pre-trained backbone in the analysis tools. Nothing here imports
-the OpenMMLab stack before it is used, so every tool's ``--help`` works at once."""
+and tools/test.py, and the arguments that name a pre-trained backbone in the analysis tools."""
 import argparse
 import os
-
-KEYS = ('teacher', 'student')
 
 
 class CfgOptionsAction(argparse.Action):
@@ -42,6 +39,7 @@ def backbone_parser(description: str, key_help: str = 'which weights of a PosFie
                     config_help: str = 'pre-training config of the checkpoint (its model.backbone is built)'
                     ) -> argparse.ArgumentParser:
     """The parser of an analysis tool, with its ``CONFIG CHECKPOINT [--key]`` arguments."""
+    from .backbone_loader import KEYS
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('config', help=config_help)
     p.add_argument('checkpoint', help='PosFieldSSL checkpoint (or any mmpretrain/backbone-only checkpoint)')
