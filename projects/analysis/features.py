@@ -85,6 +85,21 @@ def build_loader(dataset, batch_size: int = 64, num_workers: int = 2) -> DataLoa
                       collate_fn=_collate, persistent_workers=False)
 
 
+def labelled_loaders(train_cfg: dict, val_cfg: dict, img_size: int = 224, batch_size: int = 64,
+                     num_workers: int = 2, max_per_class: Optional[int] = None,
+                     seed: int = 0) -> Tuple[DataLoader, DataLoader, int]:
+    """(training loader, evaluation loader, number of classes) of a labelled training and evaluation set (dataset
+    configs, see :func:`build_labelled_dataset`), the training set cut to ``max_per_class`` samples a class."""
+    train_set = build_labelled_dataset(train_cfg, img_size)
+    val_set = build_labelled_dataset(val_cfg, img_size)
+    num_classes = num_classes_of(train_set)
+    if num_classes_of(val_set) != num_classes:
+        raise ValueError(f'training set has {num_classes} classes, evaluation set {num_classes_of(val_set)}: '
+                         'both folders need the same class sub-folders')
+    train_set = subset_per_class(train_set, max_per_class, seed)
+    return build_loader(train_set, batch_size, num_workers), build_loader(val_set, batch_size, num_workers), num_classes
+
+
 @torch.no_grad()
 def extract_features(backbone: nn.Module, loader: DataLoader, mean: Sequence[float] = IMAGENET_MEAN,
                      std: Sequence[float] = IMAGENET_STD, bgr_to_rgb: bool = True,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 METHODS = {
     'gradcam': 'GradCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM',
@@ -149,6 +149,16 @@ def _caption(panel, text: str):
     bar = np.full((22, panel.shape[1], 3), 255, dtype=np.uint8)
     cv2.putText(bar, text[:40], (3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([bar, panel], axis=0)
+
+
+def load_models(specs: Sequence[Tuple[str, str, Optional[str]]], names: Optional[Sequence[str]] = None,
+                device: Optional[str] = None, cfg_options: Optional[dict] = None) -> List[LoadedModel]:
+    """One :class:`LoadedModel` per ``(config, checkpoint, target layer)``, captioned ``names`` (default:
+    "model 1", "model 2", ...), on ``device`` (default: CUDA when there is one)."""
+    import torch
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    names = names or [f'model {i + 1}' for i in range(len(specs))]
+    return [LoadedModel(cfg, ckpt, device, layer, name, cfg_options) for (cfg, ckpt, layer), name in zip(specs, names)]
 
 
 def run_gradcam(models: Sequence[LoadedModel], images: Sequence[str], out_dir: str, target_class: Optional[str],

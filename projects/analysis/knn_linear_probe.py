@@ -62,30 +62,16 @@ def knn_linear_probe(config, checkpoint: str, train_cfg: dict, val_cfg: dict, ou
     other arguments are ``tools/analysis/knn_linear_probe.py``'s options of the same names."""
     from projects.common.backbone_loader import load_backbone
 
-    from .features import (
-        build_labelled_dataset,
-        build_loader,
-        extract_features,
-        feature_variant,
-        num_classes_of,
-        subset_per_class,
-    )
+    from .features import extract_features, feature_variant, labelled_loaders
     from .knn import knn_scores, topk_accuracy
     from .linear_probe import train_linear_probe
-    train_set = build_labelled_dataset(train_cfg, img_size)
-    val_set = build_labelled_dataset(val_cfg, img_size)
-    num_classes = num_classes_of(train_set)
-    if num_classes_of(val_set) != num_classes:
-        raise ValueError(f'training set has {num_classes} classes, evaluation set {num_classes_of(val_set)}: '
-                         'both folders need the same class sub-folders')
-    train_set = subset_per_class(train_set, max_per_class, seed)
+    train_loader, val_loader, num_classes = labelled_loaders(train_cfg, val_cfg, img_size, batch_size, num_workers,
+                                                             max_per_class, seed)
     model = load_backbone(config, checkpoint, key, device)
     print(f'loaded {model.source}')
     kw = dict(mean=model.mean, std=model.std, bgr_to_rgb=True, box=box_for(model.cfg))
-    tr = extract_features(model.backbone, build_loader(train_set, batch_size, num_workers),
-                          desc='train features', **kw)
-    va = extract_features(model.backbone, build_loader(val_set, batch_size, num_workers),
-                          desc='val features', **kw)
+    tr = extract_features(model.backbone, train_loader, desc='train features', **kw)
+    va = extract_features(model.backbone, val_loader, desc='val features', **kw)
     xt, xv = feature_variant(tr, knn_feature).to(device), feature_variant(va, knn_feature).to(device)
     scores = knn_scores(xt, tr['labels'].to(device), xv, num_classes, k, temperature)
     results = dict(config=config, checkpoint=checkpoint, key=key, source=model.source,

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import torch
 from mmengine.logging import print_log
 
-from .checkpoint import load_checkpoint_file
+from .checkpoint import atomic_write_bytes, load_checkpoint_file
 from .errors import BadInputError
 
 KEYS = ('teacher', 'student')
@@ -359,3 +359,25 @@ def load_backbone(config, checkpoint: Optional[str], key: Optional[str] = None,
                           std=tuple(pre.get('std', IMAGENET_STD)), img_size=int(res[0]) * patch,
                           patch_size=patch, source=source,
                           info=dict(config=name, checkpoint=checkpoint, key=key, type=bb_cfg['type']), cfg=cfg)
+
+
+def extract_backbone(src: str, dst: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Write the backbone of the checkpoint ``src`` (the ``key`` network of a teacher-student checkpoint, the
+    teacher by default; see :func:`select_backbone`) to ``dst`` as a backbone-only file (atomically), after the
+    ViT check; returns the backbone's tensors. ``tools/model_converters/extract_backbone.py``."""
+    import hashlib
+    import io
+    state = read_state_dict(src)
+    if key is not None and not has_networks(state):
+        raise CheckpointMismatchError(
+            f'--key {key}: {src} has no teacher/student networks (no teacher.module.backbone.* keys); it is a '
+            'single-network or backbone-only file. Leave out --key.')
+    kept, where = select_backbone(state, key, src)
+    check_vit_backbone(kept, src, where)
+    buf = io.BytesIO()
+    torch.save(dict(state_dict=kept, meta=dict(source=osp.abspath(src), selected=where, key=key or 'teacher')), buf)
+    atomic_write_bytes(buf.getvalue(), dst)
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()[:8]
+    print(f'{dst}: {len(kept)} backbone tensors from {where} '
+          f'({sum(v.numel() for v in kept.values()) / 1e6:.2f} M parameters); sha256 {digest}')
+    return kept

@@ -470,3 +470,17 @@ def config_from_text(text: str, source: str):
         return Config(values, cfg_text=text, filename=source)
     except KeyError as exc:  # a name mmengine reserves: filename, text, pretty_text, env_variables
         raise refuse(0, f'a reserved name ({exc.args[0]})') from None
+
+
+def config_of_checkpoint(path: str, seen=()):
+    """The mmengine config stored in a checkpoint's ``meta.cfg``, following a backbone file's ``meta.source``
+    (extract_backbone.py) to its pre-training checkpoint; None when neither is there. The file is read with
+    ``weights_only=True`` and the config text is parsed, never executed (a checkpoint may come from anyone)."""
+    ckpt = load_checkpoint_file(path)
+    meta = ckpt.get('meta') or {} if isinstance(ckpt, dict) else {}
+    if isinstance(meta.get('cfg'), str):
+        return config_from_text(meta['cfg'], path)
+    src = meta.get('source')
+    if isinstance(src, str) and osp.isfile(src) and src not in seen:
+        return config_of_checkpoint(src, seen + (path, ))
+    return None

@@ -23,12 +23,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .compose_coco import COMPOSE_VERSION, compose_coco, sha256_file
+from .manifest import MANIFEST, read_manifest, write_manifest
 from .shapes import CLASSES
 from .sources import DemoDataError, Downloader, Source, resolve_sources
 from .unlabeled_pool import build_photo_pool, pool_args
 from .verify import verify_coco
-
-MANIFEST = 'manifest.json'
 
 
 def split_by_group(records: Sequence[Dict], val_fraction: float, seed: int) -> Tuple[List[Dict], List[Dict]]:
@@ -82,13 +81,6 @@ def _is_up_to_date(root: str, manifest: Optional[Dict], args: Dict) -> bool:
     return osp.isdir(pool) and sum(f.endswith('.jpg') for f in os.listdir(pool)) == manifest['unlabeled']['count']
 
 
-def load_manifest(data_root: str) -> Optional[Dict]:
-    path = osp.join(data_root, MANIFEST)
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
 
 def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, num_val: int = 50,
             image_size: int = 256, short_side: int = 320, sources: Optional[Sequence] = None,
@@ -124,7 +116,7 @@ def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, n
                 image_size=image_size, val_fraction=val_fraction, pool_excludes_val=pool_excludes_val,
                 objects_per_image=list(objects_per_image), scale_range=list(scale_range), min_area=min_area,
                 classes=list(CLASSES))
-    old = load_manifest(root)
+    old = read_manifest(root)
     if not force and _is_up_to_date(root, old, args):
         log(f'[demo-data] {root} is up to date (manifest matches the arguments); use --force to rebuild')
         return dict(old, root=root)
@@ -204,10 +196,7 @@ def prepare(data_root: str = 'data/demo', seed: int = 0, num_train: int = 200, n
         timing_s=dict(photos=round(t_pool, 1), coco=round(t_coco, 1), total=round(time.time() - t0, 1)))
     with open(osp.join(root, 'README.md'), 'w') as f:
         f.write(_readme(manifest))
-    tmp = osp.join(root, MANIFEST + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, osp.join(root, MANIFEST))
+    write_manifest(root, manifest)
     return dict(manifest, root=root)
 
 

@@ -8,7 +8,6 @@ random square crops at native resolution of each photo at least twice ``short_si
 same photographs (more distinct views of the fine detail; the content is still those photographs).
 """
 import io
-import json
 import os
 import os.path as osp
 import re
@@ -20,10 +19,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from .manifest import read_manifest, write_manifest
 from .sources import DemoDataError, Downloader, Source, iter_source_files
 
 POOL_VERSION = 1  # bump when the extraction changes what is written
-MANIFEST = 'manifest.json'
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -103,14 +102,6 @@ def pool_args(sources: Sequence[Source], short_side: int, video_stride: int, til
     return args
 
 
-def load_pool_manifest(out_dir: str) -> Optional[Dict]:
-    path = osp.join(out_dir, MANIFEST)
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, short_side: int = 320,
                      video_stride: int = 25, tile_factor: Optional[float] = 3.0, jpeg_quality: int = 92,
                      downloader: Optional[Downloader] = None, use_installed: bool = True, force: bool = False,
@@ -139,7 +130,7 @@ def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, sh
     if crops_per_photo < 0:
         raise DemoDataError(f'crops_per_photo must be >= 0, got {crops_per_photo}')
     args = pool_args(sources, short_side, video_stride, tile_factor, jpeg_quality, crops_per_photo)
-    old = load_pool_manifest(out_dir)
+    old = read_manifest(out_dir)
     if (not force and old is not None and old.get('args') == args
             and all(osp.isfile(osp.join(out_dir, r['file'])) for r in old['images'])):
         return old['images']
@@ -194,8 +185,5 @@ def build_photo_pool(sources: Sequence[Source], out_dir: str, cache_dir: str, sh
         raise DemoDataError(f'no image was extracted from {[s.requirement for s in sources]}')
     manifest = dict(args=args, count=len(records), skipped_small=skipped,
                     total_bytes=sum(r['bytes'] for r in records), images=records)
-    tmp = osp.join(out_dir, MANIFEST + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, osp.join(out_dir, MANIFEST))
+    write_manifest(out_dir, manifest)
     return records

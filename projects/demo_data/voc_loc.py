@@ -31,12 +31,12 @@ from PIL import Image
 
 from .coco_masks import tight_box
 from .compose_coco import _PhotoCache, compose_image
+from .manifest import read_manifest, write_manifest
 from .shapes import CLASSES as SHAPE_CLASSES
 from .sources import DemoDataError, Downloader, Source, iter_source_files
 
 VOC_LOC_VERSION = 1  # bump when the recipe changes what is written
 TREE = 'tree'
-MANIFEST = 'manifest.json'
 
 DEEPFOREST = Source(
     name='deepforest_voc', package='deepforest', version='2.1.0', download_mb=20.6,
@@ -142,16 +142,9 @@ def _args(per_class_train, per_class_test, image_size, seed, tree_fill, max_neig
                 deepforest=DEEPFOREST.requirement, demo_pool=demo_args)
 
 
-def load_voc_loc_manifest(out_dir: str) -> Optional[Dict]:
-    path = osp.join(out_dir, MANIFEST)
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
 
 def voc_loc_is_complete(out_dir: str, manifest: Optional[Dict] = None) -> bool:
-    m = manifest if manifest is not None else load_voc_loc_manifest(out_dir)
+    m = manifest if manifest is not None else read_manifest(out_dir)
     if m is None:
         return False
     for split, ids in m['splits'].items():
@@ -194,7 +187,7 @@ def build_voc_loc(out_dir: str, demo_root: str, per_class_train: int = 60, per_c
         photos = json.load(f)['images']
     args = _args(per_class_train, per_class_test, image_size, seed, tree_fill, max_neighbour_cover, shape_scale,
                  demo['args']['pool'])
-    old = load_voc_loc_manifest(out_dir)
+    old = read_manifest(out_dir)
     if not force and old is not None and old.get('args') == args and voc_loc_is_complete(out_dir, old):
         log(f'[voc-loc] {out_dir} is up to date (manifest matches the arguments); use --force to rebuild')
         return old
@@ -286,10 +279,7 @@ def build_voc_loc(out_dir: str, demo_root: str, per_class_train: int = 60, per_c
                     note=f'{TREE}: real NEON aerial photos with real DeepForest boxes; '
                          f'{", ".join(SHAPE_CLASSES)}: synthetic composition (generated shapes on real photos)',
                     images=records)
-    tmp = osp.join(out_dir, MANIFEST + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, osp.join(out_dir, MANIFEST))
+    write_manifest(out_dir, manifest)
     log(f'[voc-loc] {out_dir}: ' + ', '.join(f'{s} {len(ids)} images' for s, ids in splits.items())
         + f'; classes {list(classes)} ({TREE}: real; others: synthetic composition)')
     return manifest

@@ -64,6 +64,7 @@ def test_unknown_choice_is_refused():
 def test_train_tool_applies_the_cpu_tuning_only_without_cuda(monkeypatch):
     import torch
 
+    from projects.common.runs import apply_cpu_tuning
     from tests.helpers import load_tool
     train = load_tool('tools/train.py')
     assert train.parse_args(['cfg.py']).host_memory == 'keep'
@@ -72,6 +73,6 @@ def test_train_tool_applies_the_cpu_tuning_only_without_cuda(monkeypatch):
     calls = []
     monkeypatch.setattr(cpu_tuning, 'apply', lambda **kw: calls.append(kw) or dict(kw))
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    assert train.apply_cpu_tuning(args) == {} and calls == []  # a CUDA run: nothing applied
+    assert apply_cpu_tuning(args.host_memory) == {} and calls == []  # a CUDA run: nothing applied
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    assert train.apply_cpu_tuning(args) == dict(host_memory='release') and calls == [dict(host_memory='release')]
+    assert apply_cpu_tuning(args.host_memory) == dict(host_memory='release') and calls == [dict(host_memory='release')]

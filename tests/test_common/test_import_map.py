@@ -19,6 +19,7 @@ ALLOWED = {
     'posfield.evaluation': {'posfield.batch', 'posfield.models', 'analysis', 'common'},
     'report': {'posfield.evaluation', 'analysis', 'common'},
     'jobs': {'report', 'common'},
+    'benchmarks': {'posfield.models', 'common'},
 }
 
 

@@ -118,16 +118,17 @@ def test_a_config_without_a_recipe_fails_with_its_name():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=IDS)
 def test_config_runs(path, generated, checkpoints, tmp_path):
-    from projects.common.runner_setup import adapt_to_device, build_runner, clear_config_errors
+    from projects.common.runner_setup import adapt_to_device, build_runner, clear_config_errors, load_config
+    from projects.common.runs import merge_train_args
     tool = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     args = tool.parse_args([path, '--work-dir', work_dir])
-    cfg = tool.load_config(path, args.cfg_options)
+    cfg = load_config(path, args.cfg_options)
     assert 'custom_imports' in cfg, f'{path}: configs must declare custom_imports'
     for key in ('train_dataloader', 'optim_wrapper', 'train_cfg'):
         assert key in cfg, f'{path}: missing {key}'
     apply_recipe(cfg, path, generated, checkpoints, work_dir)
-    cfg = tool.merge_args(cfg, args)
+    cfg = merge_train_args(cfg, args)
     adapt_to_device(cfg)
     # the evaluation: the val loop during training, else the test loop once after it
     eval_mode = 'val' if _has_loop(cfg, 'val') else 'test' if _has_loop(cfg, 'test') else None

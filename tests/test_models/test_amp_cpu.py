@@ -10,8 +10,9 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
+from projects.benchmarks.train_step import build_batches, make_images
 from projects.common.runner_setup import load_config
-from tests.helpers import ROOT, load_tool
+from tests.helpers import ROOT
 
 CONFIG = f'{ROOT}/configs/posfield/posfield_vit-small-p16_4xb64-amp-100e_in1k.py'
 
@@ -29,7 +30,6 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
 
 
 def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path):
-    bench = load_tool('tools/benchmarks/pretrain_benchmark.py')
     init_default_scope('mmpretrain')
     cfg = load_config(CONFIG)
     assert cfg.model.backbone.arch == 'ViT-S' and cfg.optim_wrapper.type == 'AmpOptimWrapper'
@@ -42,14 +42,14 @@ def test_vit_small_config_trains_under_bf16_autocast_on_cpu(tmp_path):
     crop = next(t for t in pipeline if t['type'] == 'PosFieldMultiCrop')
     crop.update(global_crops_size=64, local_crops_size=32, local_crops_number=2)
     cfg.train_dataloader.dataset = dict(type='CustomDataset', with_label=False, pipeline=pipeline,
-                                        data_root=bench.make_images(str(tmp_path), 2, (96, 80)))
+                                        data_root=make_images(str(tmp_path), 2, (96, 80)))
     # the config's wrapper settings (constructor, layer decay, per-module clipping) around the CPU bf16 context
     wrapper = {k: v for k, v in cfg.optim_wrapper.items() if k not in ('type', 'loss_scale', 'dtype')}
     wrapper['type'] = CPUBFloat16OptimWrapper
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
-    batches = bench.build_batches(cfg, 2, 2)
+    batches = build_batches(cfg, 2, 2)
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.set_train_length(max_iters=1000, iters_per_epoch=100)

@@ -233,12 +233,12 @@ def test_train_step_fused_equals_plain(tmp_path, mode):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
+    from projects.benchmarks.train_step import build_batches, make_images, prepare_config, synthetic_dataset_cfg
     from projects.common.runner_setup import load_config
-    from tests.helpers import TINY_PRETRAIN, load_tool
-    bench = load_tool('tools/benchmarks/pretrain_benchmark.py')
+    from tests.helpers import TINY_PRETRAIN
 
     init_default_scope('mmpretrain')
-    cfg = bench.prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
+    cfg = prepare_config(load_config(TINY_PRETRAIN), batch_size=4)
     cfg.model.backbone.drop_path_rate = 0.3
     # KoLeo's -log(nearest distance) of the near-coincident [CLS] tokens at DINOv2's initialisation ([CLS] token
     # ~ N(0, 1e-6)) amplifies the float32 rounding of its own computation beyond this comparison's tolerances; both
@@ -249,7 +249,7 @@ def test_train_step_fused_equals_plain(tmp_path, mode):
     # whatever its gradient's size, so rounding in a near-zero gradient would show up at the scale of lr (fused
     # AdamW has its own test). The gradients themselves are compared at each step.
     cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3))
-    cfg.train_dataloader.dataset = bench.synthetic_dataset_cfg(cfg, bench.make_images(str(tmp_path), 4, (96, 80)))
+    cfg.train_dataloader.dataset = synthetic_dataset_cfg(cfg, make_images(str(tmp_path), 4, (96, 80)))
     torch.manual_seed(0)
     # the pipeline's crops and the collate function's placements and masks: the same batches in every run of the
     # test. The float32 rounding of the two layer implementations depends on the batch: with some draws (numpy
@@ -257,7 +257,7 @@ def test_train_step_fused_equals_plain(tmp_path, mode):
     # below; seeds 3 to 6 stay inside.
     np.random.seed(3)
     random.seed(0)
-    batches = bench.build_batches(cfg, 2, 4)
+    batches = build_batches(cfg, 2, 4)
 
     def run(plain):
         cfg.model.backbone.fused = not plain

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from projects.probes.probe_run import format_rows, load_probed_backbone
 from tests.helpers import TINY_PRETRAIN, load_tool, write_coco
 
 
@@ -48,14 +49,14 @@ def test_probe_of_pretraining_checkpoint_with_floors(checkpoints, coco, tmp_path
         assert 0.0 <= r['box']['mean_iou'] <= 100.0 and 0.0 <= r['box']['iou50_rate'] <= 100.0
         assert r['box']['pairs']['val'] == saved['data']['val']['box_pairs'] > 0
     assert background['box']['note'].startswith('the mean training targets') and len(background['box']['targets']) == 4
-    assert 'box IoU' in _tool('tools/analysis/dense_probe.py').format_rows(saved)
+    assert 'box IoU' in format_rows(saved)
 
 
 def test_teacher_features_are_the_ones_probed(checkpoints, coco):
     """The loaded backbone equals the checkpoint's teacher, not its student."""
     tool = _tool('tools/analysis/dense_probe.py')
     args = tool.parse_args([checkpoints['ckpt'], '--coco', coco, '--out', 'unused.json'])
-    loaded, _, with_cls = tool.load_model(args)
+    loaded, _, with_cls = load_probed_backbone(args.model, args.config, args.key)
     prefix = 'teacher.module.backbone.'
     teacher = {k[len(prefix):]: v for k, v in checkpoints['model'].state_dict().items() if k.startswith(prefix)}
     student = {k[len('backbone.'):]: v for k, v in checkpoints['model'].state_dict().items()

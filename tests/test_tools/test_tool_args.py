@@ -1,10 +1,12 @@
-"""Argument handling of tools/train.py and tools/test.py (no training here)."""
+"""Argument handling of tools/train.py and tools/test.py and their application to a config
+(projects/common/runs.py; no training here)."""
 import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
+from projects.common.runs import enable_visualization, merge_train_args
 from tests.helpers import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -34,23 +36,23 @@ def test_resume_flag_forms(tmp_path):
     ckpt = tmp_path / 'iter_4.pth'
     ckpt.write_bytes(b'x')
     args = train_tool.parse_args(['c.py', '--resume', str(ckpt)])
-    cfg = train_tool.merge_args(_cfg(), args)
+    cfg = merge_train_args(_cfg(), args)
     assert cfg.resume is True and cfg.load_from == str(ckpt)
-    cfg = train_tool.merge_args(_cfg(load_from='x.pth'), train_tool.parse_args(['c.py', '--resume', 'auto']))
+    cfg = merge_train_args(_cfg(load_from='x.pth'), train_tool.parse_args(['c.py', '--resume', 'auto']))
     assert cfg.resume is True and cfg.load_from is None
     with pytest.raises(FileNotFoundError, match='no_such.pth'):
-        train_tool.merge_args(_cfg(), train_tool.parse_args(['c.py', '--resume', str(tmp_path / 'no_such.pth')]))
+        merge_train_args(_cfg(), train_tool.parse_args(['c.py', '--resume', str(tmp_path / 'no_such.pth')]))
 
 
 def test_work_dir_priority_and_amp():
     args = train_tool.parse_args(['configs/x/my_cfg.py', '--amp', '--amp-dtype', 'bfloat16'])
-    cfg = train_tool.merge_args(_cfg(), args)
+    cfg = merge_train_args(_cfg(), args)
     assert cfg.work_dir == osp.join('./work_dirs', 'my_cfg')
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic' and cfg.optim_wrapper.dtype == 'bfloat16'
-    cfg = train_tool.merge_args(_cfg(work_dir='from_cfg'), train_tool.parse_args(['c.py']))
+    cfg = merge_train_args(_cfg(work_dir='from_cfg'), train_tool.parse_args(['c.py']))
     assert cfg.work_dir == 'from_cfg'
-    cfg = train_tool.merge_args(_cfg(work_dir='from_cfg'), train_tool.parse_args(['c.py', '--work-dir', 'cli']))
+    cfg = merge_train_args(_cfg(work_dir='from_cfg'), train_tool.parse_args(['c.py', '--work-dir', 'cli']))
     assert cfg.work_dir == 'cli'
 
 
@@ -59,8 +61,8 @@ def test_cfg_options_and_auto_scale_lr():
                                   '--auto-scale-lr'])
     assert args.cfg_options == {'train_dataloader.batch_size': 8, 'a.b': [1, 2]}
     with pytest.raises(KeyError, match='auto_scale_lr.base_batch_size'):
-        train_tool.merge_args(_cfg(), args)
-    cfg = train_tool.merge_args(_cfg(auto_scale_lr=dict(base_batch_size=64)), args)
+        merge_train_args(_cfg(), args)
+    cfg = merge_train_args(_cfg(auto_scale_lr=dict(base_batch_size=64)), args)
     assert cfg.auto_scale_lr.enable is True
 
 
@@ -73,11 +75,11 @@ def test_test_tool_checks_checkpoint_and_show_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         test_tool.main(['c.py', str(tmp_path / 'missing.pth')])
     det = Config(dict(default_hooks=dict(visualization=dict(type='DetVisualizationHook'))))
-    test_tool.enable_visualization(det, 'vis', 2, 0.5)
+    enable_visualization(det, 'vis', 2, 0.5)
     assert det.default_hooks.visualization.draw is True
     assert det.default_hooks.visualization.test_out_dir == 'vis'
     cls = Config(dict(default_hooks=dict(visualization=dict(type='VisualizationHook', enable=False))))
-    test_tool.enable_visualization(cls, 'vis', 1, 0.3)
+    enable_visualization(cls, 'vis', 1, 0.3)
     assert cls.default_hooks.visualization.enable is True and cls.default_hooks.visualization.out_dir == 'vis'
     with pytest.raises(KeyError, match='visualization'):
-        test_tool.enable_visualization(Config(dict(default_hooks=dict())), 'vis', 1, 0.3)
+        enable_visualization(Config(dict(default_hooks=dict())), 'vis', 1, 0.3)

@@ -11,26 +11,19 @@ each head, then each query patch's head-averaged attention with the query marked
 Weights are recomputed from each block's qkv projection by a forward hook (see docs/analysis.md); the work is
 :mod:`projects.analysis.attention_maps`'s.
 """
-import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
+from projects.common.cli import add_placement_argument, backbone_parser, default_device  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='Attention maps of a pre-trained ViT ([CLS] per head and from chosen patches), overlaid on '
-                    'images; optionally two checkpoints side by side.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('config', help='pre-training config the checkpoint was trained with (its model.backbone is built)')
-    p.add_argument('checkpoint', help='PosFieldSSL checkpoint (or any mmpretrain/backbone-only checkpoint)')
-    p.add_argument('--key', choices=['teacher', 'student'], default='teacher',
-                   help='which weights of a PosFieldSSL checkpoint: the EMA teacher or the student')
+    p = backbone_parser('Attention maps of a pre-trained ViT ([CLS] per head and from chosen patches), overlaid on '
+                        'images; optionally two checkpoints side by side.',
+                        key_help='which weights of a PosFieldSSL checkpoint: the EMA teacher or the student',
+                        config_help='pre-training config the checkpoint was trained with (its model.backbone is built)')
     p.add_argument('--config2', help='config of a second model to show below the first')
     p.add_argument('--checkpoint2', help='checkpoint of the second model')
     p.add_argument('--key2', choices=['teacher', 'student'], help='weights of the second model (default: --key)')
@@ -43,10 +36,8 @@ def parse_args(argv=None):
     p.add_argument('--query-patch', type=int, nargs=2, action='append', metavar=('ROW', 'COL'),
                    help='patch (row, col) on the patch grid whose attention is drawn; repeatable '
                         '(default: the centre patch)')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
-                   help='canvas window of the image for position-field backbones: the mean pre-training placement '
-                        '(default, near the training statistics) or the whole canvas (as the detector)')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_placement_argument(p, 'default, near the training statistics')
+    p.add_argument('--device', default=default_device())
     p.add_argument('--out-dir', default='work_dirs/analysis/attention_maps', help='where PNG/JSON/NPZ files go')
     args = p.parse_args(argv)
     if (args.config2 is None) != (args.checkpoint2 is None):

@@ -12,26 +12,18 @@ Writes ``attention_stats.json``, ``attention_distance.png`` (distance per block,
 ``--ann-file`` ``nmi.png`` (mean NMI per checkpoint) and ``nmi_examples.png`` (partitions of a few images).
 Definitions: docs/analysis.md; the work is :mod:`projects.analysis.attention_stats_report`'s.
 """
-import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
+from projects.common.cli import add_placement_argument, backbone_parser, default_device  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='NMI between attention clusters and instance masks (COCO format) and mean attention '
-                    'distance per block, for one or more checkpoints.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('config', help='pre-training config of the checkpoint (its model.backbone is built)')
-    p.add_argument('checkpoint', help='PosFieldSSL checkpoint (or any mmpretrain/backbone-only checkpoint)')
-    p.add_argument('--key', choices=['teacher', 'student'], default='teacher',
-                   help='which weights of a PosFieldSSL checkpoint (applies to every model)')
+    p = backbone_parser('NMI between attention clusters and instance masks (COCO format) and mean attention '
+                        'distance per block, for one or more checkpoints.',
+                        key_help='which weights of a PosFieldSSL checkpoint (applies to every model)')
     p.add_argument('--compare', nargs=2, action='append', default=[], metavar=('CONFIG', 'CHECKPOINT'),
                    help='another model to measure and plot with the first; repeatable')
     p.add_argument('--labels', nargs='+', help='one name per model (default: checkpoint file names)')
@@ -49,11 +41,9 @@ def parse_args(argv=None):
     p.add_argument('--k', type=int, default=0, help='clusters per image; 0 = the number of ground-truth segments')
     p.add_argument('--skip-distance', action='store_true', help='only compute NMI')
     p.add_argument('--num-examples', type=int, default=4, help='images drawn in nmi_examples.png')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
-                   help='canvas window of the image for position-field backbones: the mean pre-training '
-                        'placement (default) or the whole canvas (as the detector)')
+    add_placement_argument(p)
     p.add_argument('--seed', type=int, default=0, help='k-means seed')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--device', default=default_device())
     p.add_argument('--out-dir', default='work_dirs/analysis/attention_stats', help='where PNG/JSON files go')
     args = p.parse_args(argv)
     if args.ann_file and not args.img_dir:

@@ -1,25 +1,17 @@
 """Grad-CAM heat maps of a classifier (e.g. the classify-and-localise model), one or more checkpoints side by side.
 
-    python tools/analysis/gradcam.py CONFIG CHECKPOINT --img a.jpg b.jpg --out-dir DIR \
-        [--config2 CONFIG2 --checkpoint2 CHECKPOINT2] [--compare CONFIG3 CHECKPOINT3 ...] \
-        [--target-layer backbone.layers.-1] [--target-class cat] [--cfg-options model.head.num_classes=7 ...]
-
 For each image it writes DIR/<image name>_gradcam.png: the input, then one heat-map overlay per
 checkpoint (red = the regions that raise the score of the target class most), captioned with the
 predicted class. Uses the `grad-cam` package (pytorch_grad_cam); the work is :mod:`projects.analysis.gradcam`'s.
 """
-from __future__ import annotations
-
 import argparse
 import os.path as osp
 import sys
-from typing import List
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from projects.analysis.gradcam import METHODS, LoadedModel, run_gradcam  # noqa: E402
+from projects.analysis.gradcam import METHODS, load_models, run_gradcam  # noqa: E402
+from projects.common.cli import CfgOptionsAction  # noqa: E402
 
 EPILOG = """examples:
   # one model
@@ -49,7 +41,7 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint2', help='checkpoint of the second model (needed with --config2)')
     parser.add_argument('--compare', nargs=2, action='append', default=[], metavar=('CONFIG', 'CHECKPOINT'),
                         help='one more model to draw beside the others (repeatable; after --config2 if given)')
-    parser.add_argument('--cfg-options', nargs='+', action=_DictAction, default={},
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default={},
                         help='key=value overrides applied to every config (e.g. the class count of your data)')
     parser.add_argument('--img', nargs='+', required=True, metavar='IMAGE', help='one or more image files')
     parser.add_argument('--out-dir', required=True, help='folder for the <image>_gradcam.png files (created)')
@@ -80,28 +72,13 @@ def parse_args(argv=None):
     return args
 
 
-class _DictAction(argparse.Action):
-    """``mmengine.config.DictAction`` imported lazily so ``--help`` works before the stack imports."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from mmengine.config import DictAction
-        DictAction(self.option_strings, self.dest)(parser, namespace, values, option_string)
-
-
-def main(argv=None) -> List[dict]:
+def main(argv=None):
     args = parse_args(argv)
-    import torch
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    specs = [(args.config, args.checkpoint, args.target_layer)]
-    if args.config2:
-        specs.append((args.config2, args.checkpoint2, args.target_layer2))
-    specs += [(cfg, ckpt, args.target_layer2) for cfg, ckpt in args.compare]
-    names = args.names or [f'model {i + 1}' for i in range(len(specs))]
-    models = [LoadedModel(cfg, ckpt, device, layer, name, args.cfg_options)
-              for (cfg, ckpt, layer), name in zip(specs, names)]
+    further = ([(args.config2, args.checkpoint2)] if args.config2 else []) + args.compare
+    specs = [(args.config, args.checkpoint, args.target_layer)] + [(c, k, args.target_layer2) for c, k in further]
+    models = load_models(specs, args.names, args.device, args.cfg_options)
     return run_gradcam(models, args.img, args.out_dir, args.target_class, args.method, args.display_size,
                        args.save_raw)
-
 
 if __name__ == '__main__':
     main()

@@ -12,26 +12,17 @@ training features held out (docs/analysis.md). Features come from the EMA teache
 Writes ``knn_linear_probe.json`` and ``knn_linear_probe.png`` (k-NN top-1 against k, the probe as a line).
 The work is :mod:`projects.analysis.knn_linear_probe`'s.
 """
-import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
+from projects.common.cli import add_placement_argument, backbone_parser, default_device  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='k-NN (DINO weighted vote) and linear-probe accuracy of frozen backbone features on a '
-                    'labelled image set (class sub-folders, or ImageNet).',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('config', help='pre-training config of the checkpoint (its model.backbone is built)')
-    p.add_argument('checkpoint', help='PosFieldSSL checkpoint (or any mmpretrain/backbone-only checkpoint)')
-    p.add_argument('--key', choices=['teacher', 'student'], default='teacher',
-                   help='which weights of a PosFieldSSL checkpoint')
+    p = backbone_parser('k-NN (DINO weighted vote) and linear-probe accuracy of frozen backbone features on a '
+                        'labelled image set (class sub-folders, or ImageNet).')
     p.add_argument('--dataset-type', choices=['CustomDataset', 'ImageNet'], default='CustomDataset',
                    help='CustomDataset: <root>/<class>/<images>; ImageNet: mmpretrain ImageNet with splits')
     p.add_argument('--data-root', help='folder with train/ and val/ (CustomDataset) or the ImageNet root')
@@ -54,10 +45,8 @@ def parse_args(argv=None):
                    help='learning rates tried in parallel; chosen on a hold-out part of the training set')
     p.add_argument('--linear-batch-size', type=int, default=256)
     p.add_argument('--linear-holdout', type=float, default=0.1, help='fraction of training features held out')
-    p.add_argument('--placement', choices=['whole', 'mean'], default='mean',
-                   help='canvas window of the image for position-field backbones: the mean pre-training '
-                        'placement (default) or the whole canvas (as the detector)')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_placement_argument(p)
+    p.add_argument('--device', default=default_device())
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out-dir', default='work_dirs/analysis/knn_linear_probe', help='where PNG/JSON files go')
     args = p.parse_args(argv)

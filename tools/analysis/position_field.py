@@ -18,9 +18,9 @@ import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from projects.common.cli import backbone_parser  # noqa: E402
 
 
 def _ref(text):
@@ -34,14 +34,8 @@ def _ref(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description='Visualise a learned position field: PCA -> RGB as pre-trained and as sampled for a detector '
-                    'input, and cosine-similarity maps to reference locations.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('config', help='pre-training config of the checkpoint (its model.backbone is built)')
-    p.add_argument('checkpoint', help='PosFieldSSL checkpoint (or any mmpretrain/backbone-only checkpoint)')
-    p.add_argument('--key', choices=['teacher', 'student'], default='teacher',
-                   help='which weights of a PosFieldSSL checkpoint')
+    p = backbone_parser('Visualise a learned position field: PCA -> RGB as pre-trained and as sampled for a detector '
+                        'input, and cosine-similarity maps to reference locations.')
     p.add_argument('--det-size', type=int, default=1024, help='detector input side in pixels')
     p.add_argument('--det-patch', type=int, help='detector patch size (default: the backbone\'s)')
     p.add_argument('--refs', type=_ref, nargs='+',

@@ -10,13 +10,11 @@ sources); later runs reuse the wheels in ``<data-root>/downloads`` and return at
 import argparse
 import os.path as osp
 import sys
-import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from projects.demo_data import SOURCES, DemoDataError, prepare  # noqa: E402
+from projects.demo_data import SOURCES, prepare  # noqa: E402
+from projects.demo_data.command import run_build  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,27 +45,23 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    t0 = time.time()
-    try:
-        m = prepare(data_root=args.data_root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                    image_size=args.image_size, short_side=args.short_side, sources=args.sources,
-                    val_fraction=args.val_fraction, video_stride=args.video_stride,
-                    tile_factor=None if args.no_tiles else 3.0, pool_crops=args.pool_crops,
-                    pool_excludes_val=not args.pool_includes_val,
-                    min_area=args.min_area, cache_dir=args.cache_dir, force=args.force,
-                    use_installed=not args.no_installed, progress=not args.quiet)
-    except DemoDataError as e:
-        print(f'prepare_demo_data: error: {e}', file=sys.stderr)
-        return 1
-    print(f'[demo-data] done in {time.time() - t0:.1f} s: {m["root"]}')
+def report(m, seconds):
+    print(f'[demo-data] done in {seconds:.1f} s: {m["root"]}')
     print(f'[demo-data]   unlabeled: {m["unlabeled"]["count"]} images ({m["unlabeled"]["bytes"] / 2**20:.1f} MiB)')
     for split, c in m['coco'].items():
         print(f'[demo-data]   coco {split}: {c["num_images"]} images, {c["num_instances"]} instances, '
               f'{c["background_photos"]} background photos, sha256 {c["sha256"]}')
     print(f'[demo-data]   classes: {", ".join(m["classes"])}')
-    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return run_build('prepare_demo_data', lambda: prepare(
+        data_root=args.data_root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+        image_size=args.image_size, short_side=args.short_side, sources=args.sources, val_fraction=args.val_fraction,
+        video_stride=args.video_stride, tile_factor=None if args.no_tiles else 3.0, pool_crops=args.pool_crops,
+        pool_excludes_val=not args.pool_includes_val, min_area=args.min_area, cache_dir=args.cache_dir,
+        force=args.force, use_installed=not args.no_installed, progress=not args.quiet), report)
 
 
 if __name__ == '__main__':

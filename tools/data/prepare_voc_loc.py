@@ -11,13 +11,10 @@ and the six shape classes (synthetic composition on real photos of the demo pool
 import argparse
 import os.path as osp
 import sys
-import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from projects.demo_data.sources import DemoDataError  # noqa: E402
+from projects.demo_data.command import run_build  # noqa: E402
 from projects.demo_data.voc_loc import build_voc_loc  # noqa: E402
 
 
@@ -40,20 +37,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    t0 = time.time()
-    try:
-        m = build_voc_loc(args.out, args.demo_root, per_class_train=args.per_class_train,
-                          per_class_test=args.per_class_test, image_size=args.image_size, seed=args.seed,
-                          max_neighbour_cover=args.max_neighbour_cover, cache_dir=args.cache_dir,
-                          use_installed=not args.no_installed, force=args.force)
-    except DemoDataError as e:
-        print(f'prepare_voc_loc: error: {e}', file=sys.stderr)
-        return 1
-    print(f'[voc-loc] done in {time.time() - t0:.1f} s: {osp.abspath(args.out)}')
-    for split, counts in m['counts'].items():
-        print(f'[voc-loc]   {split}: ' + ', '.join(f'{c} {n}' for c, n in counts.items()))
-    return 0
 
+    def report(m, seconds):
+        print(f'[voc-loc] done in {seconds:.1f} s: {osp.abspath(args.out)}')
+        for split, counts in m['counts'].items():
+            print(f'[voc-loc]   {split}: ' + ', '.join(f'{c} {n}' for c, n in counts.items()))
+    return run_build('prepare_voc_loc', lambda: build_voc_loc(
+        args.out, args.demo_root, per_class_train=args.per_class_train, per_class_test=args.per_class_test,
+        image_size=args.image_size, seed=args.seed, max_neighbour_cover=args.max_neighbour_cover,
+        cache_dir=args.cache_dir, use_installed=not args.no_installed, force=args.force), report)
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -12,26 +12,12 @@ teacher and the student of a pre-training checkpoint and is refused for a file t
 The output is written atomically: an interrupted run never leaves a truncated file.
 """
 import argparse
-import hashlib
-import io
 import os.path as osp
 import sys
 
-import torch
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from projects.common.backbone_loader import (  # noqa: E402
-    KEYS,
-    CheckpointMismatchError,
-    check_vit_backbone,
-    has_networks,
-    read_state_dict,
-    select_backbone,
-)
-from projects.common.checkpoint import atomic_write_bytes  # noqa: E402
+from projects.common.backbone_loader import KEYS, extract_backbone  # noqa: E402
 from projects.common.errors import BadInputError  # noqa: E402
 
 
@@ -44,27 +30,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def extract(src: str, dst: str, key=None) -> dict:
-    state = read_state_dict(src)
-    if key is not None and not has_networks(state):
-        raise CheckpointMismatchError(
-            f'--key {key}: {src} has no teacher/student networks (no teacher.module.backbone.* keys); it is a '
-            'single-network or backbone-only file. Leave out --key.')
-    kept, where = select_backbone(state, key, src)
-    check_vit_backbone(kept, src, where)
-    buf = io.BytesIO()
-    torch.save(dict(state_dict=kept, meta=dict(source=osp.abspath(src), selected=where, key=key or 'teacher')), buf)
-    atomic_write_bytes(buf.getvalue(), dst)
-    digest = hashlib.sha256(buf.getvalue()).hexdigest()[:8]
-    print(f'{dst}: {len(kept)} backbone tensors from {where} '
-          f'({sum(v.numel() for v in kept.values()) / 1e6:.2f} M parameters); sha256 {digest}')
-    return kept
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
-        return extract(args.src, args.dst, args.key)
+        return extract_backbone(args.src, args.dst, args.key)
     except (BadInputError, FileNotFoundError) as exc:
         if argv is not None:  # called from Python: let the caller see the exception
             raise

@@ -8,14 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from projects.analysis.features import (
-    build_labelled_dataset,
-    build_loader,
-    extract_features,
-    feature_variant,
-    num_classes_of,
-    subset_per_class,
-)
+from projects.analysis.features import extract_features, feature_variant, labelled_loaders
 from projects.analysis.knn import knn_classify
 from projects.analysis.linear_probe import train_linear_probe
 from projects.common.backbone_loader import IMAGENET_MEAN, IMAGENET_STD
@@ -86,12 +79,9 @@ class KNNEvalHook(Hook):
     # ------------------------------------------------------------------ helpers
     def _build_loaders(self):
         if self._loaders is None:
-            train = build_labelled_dataset(self.train_dataset, self.img_size)
-            val = build_labelled_dataset(self.val_dataset, self.img_size)
-            self._num_classes = num_classes_of(train)
-            train = subset_per_class(train, self.max_per_class)
-            self._loaders = (build_loader(train, self.batch_size, self.num_workers),
-                             build_loader(val, self.batch_size, self.num_workers))
+            train, val, self._num_classes = labelled_loaders(self.train_dataset, self.val_dataset, self.img_size,
+                                                             self.batch_size, self.num_workers, self.max_per_class)
+            self._loaders = (train, val)
         return self._loaders
 
     def _backbone(self, runner):
