@@ -26,9 +26,7 @@ import argparse
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from projects.jobs.localization_job import LOC_CFGS, PRESETS, run_localization_job  # noqa: E402
 
 
