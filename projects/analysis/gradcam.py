@@ -155,8 +155,8 @@ def load_models(specs: Sequence[Tuple[str, str, Optional[str]]], names: Optional
                 device: Optional[str] = None, cfg_options: Optional[dict] = None) -> List[LoadedModel]:
     """One :class:`LoadedModel` per ``(config, checkpoint, target layer)``, captioned ``names`` (default:
     "model 1", "model 2", ...), on ``device`` (default: CUDA when there is one)."""
-    import torch
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    from projects.common.cli import default_device
+    device = device or default_device()
     names = names or [f'model {i + 1}' for i in range(len(specs))]
     return [LoadedModel(cfg, ckpt, device, layer, name, cfg_options) for (cfg, ckpt, layer), name in zip(specs, names)]
 

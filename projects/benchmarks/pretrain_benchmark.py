@@ -58,6 +58,7 @@ import time
 from typing import Dict, List
 
 from projects.common import cpu_tuning
+from projects.common.cli import cuda_available
 from projects.common.cpu_tuning import KEEP_FREED_ENV
 
 from .train_step import PHASES, measure
@@ -90,11 +91,6 @@ while time.perf_counter() - start < 1.5:
 print('FLOPS ' + json.dumps(dict(flops_per_step=counted[0], peak=2.0 * 1024 ** 3 / best)))
 """
 REFERENCE_SETTINGS = ('student.arch=vit_small', 'compute_precision.grad_scaler=false', 'student.block_chunks=0')
-
-
-def cuda_available() -> bool:
-    import torch
-    return torch.cuda.is_available()
 
 
 def _parse_cfg_options(options: List[str]) -> dict:

@@ -30,9 +30,14 @@ def parse_launcher_args(parser: argparse.ArgumentParser, argv=None) -> argparse.
     return args
 
 
-def default_device() -> str:
+def cuda_available() -> bool:
+    """Whether commands started from here will run on a GPU (``is_available`` creates no CUDA context)."""
     import torch
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.cuda.is_available()
+
+
+def default_device() -> str:
+    return 'cuda' if cuda_available() else 'cpu'
 
 
 def backbone_parser(description: str, key_help: str = 'which weights of a PosFieldSSL checkpoint',

@@ -66,15 +66,6 @@ def utc_stamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
 
 
-def cuda_available() -> bool:
-    """Whether the stages' commands will train on a GPU (without creating a CUDA context in the job's process)."""
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
 def done_path(folder: str) -> str:
     return osp.join(folder, 'done.json')
 

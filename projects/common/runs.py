@@ -53,8 +53,8 @@ def merge_train_args(cfg, args):
 def apply_cpu_tuning(host_memory: str) -> dict:
     """The CPU tuning (:func:`projects.common.cpu_tuning.apply`) where training runs on the CPU (no CUDA
     device); nothing otherwise. Returns what is in effect."""
-    import torch
-    if torch.cuda.is_available():
+    from .cli import cuda_available
+    if cuda_available():
         return {}
     return cpu_tuning.apply(host_memory=host_memory)
 

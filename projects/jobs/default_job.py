@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
+from projects.common.cli import cuda_available
 from projects.common.jobs import (
     REPO_ROOT,
     Progress,
-    cuda_available,
     done_path,
     is_done,
     mark_done,

@@ -12,7 +12,8 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Optional, Sequence
 
-from projects.common.jobs import REPO_ROOT, Progress, cuda_available, preset_with_overrides, run_logged, utc_stamp
+from projects.common.cli import cuda_available
+from projects.common.jobs import REPO_ROOT, Progress, preset_with_overrides, run_logged, utc_stamp
 
 SIMCLR_CFG = 'configs/simclr/simclr_efficientnet-lite0_1xb32-adamw-coslr-300iter_demo-pool.py'
 LOC_CFGS = {  # row name -> config; the three differ only in model.init

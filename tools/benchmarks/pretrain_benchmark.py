@@ -13,6 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from projects.benchmarks import pretrain_benchmark as benchmark  # noqa: E402
 from projects.benchmarks.loader import PIPELINE_KINDS  # noqa: E402
+from projects.common.cli import default_device  # noqa: E402
 from projects.common.cpu_tuning import HOST_MEMORY_CHOICES  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def parse_args(argv=None):
         if args.num_images < 1 or args.warmup < 0:
             p.error('--pipeline needs --num-images >= 1 and --warmup >= 0')
         return args
-    args.device = args.device or ('cuda' if benchmark.cuda_available() else 'cpu')
+    args.device = args.device or default_device()
     if args.amp != 'none' and not args.device.startswith('cuda'):
         p.error(f'--amp {args.amp} needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA-only); use --amp none')
     if args.reference and not args.no_flops and args.warmup < 1:
