@@ -229,7 +229,7 @@ def test_crop_interpolation_is_dinov2s():
         ref = np.asarray(TF.resized_crop(Image.fromarray(img), y0, x0, y1 - y0, x1 - x0, [view.shape[0]] * 2,
                                          interpolation=TF.InterpolationMode.BICUBIC))
         ref = ref[:, ::-1] if flip else ref
-        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 1
+        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 2
 
     from projects.posfield.models.backbones import PosFieldViT
     bb = dict(cfg.model.backbone, pos_embed_type='interpolate', pos_field=None)

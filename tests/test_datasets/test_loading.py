@@ -88,3 +88,23 @@ def test_rgb_photo_comes_back_as_exactly_its_bgr_bytes(tmp_path):
     Image.fromarray(rgb).save(tmp_path / 'c.png')
     out = LoadRGBImage()(dict(img_path=str(tmp_path / 'c.png')))
     assert np.array_equal(out['img'], rgb[..., ::-1]) and out['img'].flags.c_contiguous
+
+
+@pytest.mark.parametrize('mode,orientation', [('RGB', None), ('L', None), ('RGB', 6), ('RGB', 3), ('CMYK', None)])
+def test_jpegs_decode_to_pils_pixels(tmp_path, mode, orientation):
+    """Baseline RGB and grayscale JPEGs take torchvision's decoder, the rest PIL; either way the pixels are PIL's
+    (convert('RGB') after exif_transpose), as BGR."""
+    from PIL import ImageOps
+    rgb = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    img = Image.fromarray(rgb).convert(mode)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation  # 6: rotate 90 degrees clockwise to display; 3: 180 degrees
+    img.save(tmp_path / 'p.jpg', quality=90, exif=exif)
+    with Image.open(tmp_path / 'p.jpg') as f:
+        want = np.asarray(ImageOps.exif_transpose(f).convert('RGB'))[..., ::-1]
+    out = LoadRGBImage()(dict(img_path=str(tmp_path / 'p.jpg')))
+    assert out['img'].shape == want.shape and out['img_shape'] == want.shape[:2]
+    if orientation == 6:
+        assert want.shape[:2] == (56, 40)
+    assert np.array_equal(out['img'], want) and out['img'].flags.c_contiguous

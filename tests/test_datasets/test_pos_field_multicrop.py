@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from projects.posfield.datasets.transforms import PosFieldMultiCrop, sample_crop_box
+from projects.posfield.datasets.transforms.pos_field_multicrop import resize_bicubic
 
 W, H = 200, 150
 
@@ -80,4 +81,28 @@ def test_views_are_dinov2s_bicubic_resized_crops():
         ref = TF.resized_crop(Image.fromarray(img), y0, x0, y1 - y0, x1 - x0, [view.shape[0]] * 2,
                               interpolation=TF.InterpolationMode.BICUBIC)
         ref = np.asarray(ref)[:, ::-1] if flip else np.asarray(ref)
-        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 1
+        assert np.abs(view.astype(int) - ref.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize('size', [24, 96, 224])
+def test_resize_is_pils_bicubic_on_noise_in_every_pass_order(size):
+    """Uniform noise has the largest bicubic overshoot, which each pass clips to uint8, so the pass order shows:
+    crops that shrink, grow, or shrink in one direction and grow in the other (Pillow's vertical-first case
+    included) equal PIL's resize within 2 grey levels, nearly every pixel exactly."""
+    import torch
+    from PIL import Image
+    rng = np.random.default_rng(size)
+    img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    source = torch.from_numpy(img).permute(2, 0, 1)[None]
+    shapes = [(size // 2, size * 5 // 4), (size * 5 // 4, size // 2), (size // 3, size * 2), (size * 2, size // 3),
+              (size + 7, size - 5), (size - 5, size + 7), (size * 5 // 4, size * 5 // 4), (size // 2, size // 2)]
+    differ, total = 0, 0
+    for w, h in shapes:
+        w, h = min(max(w, 2), 300), min(max(h, 2), 300)
+        x0, y0 = int(rng.integers(0, 301 - w)), int(rng.integers(0, 301 - h))
+        ref = np.asarray(Image.fromarray(img[y0:y0 + h, x0:x0 + w].copy()).resize((size, size), Image.BICUBIC))
+        got = resize_bicubic(source[..., y0:y0 + h, x0:x0 + w], size)[0].permute(1, 2, 0).numpy()
+        diff = np.abs(got.astype(int) - ref.astype(int))
+        assert diff.max() <= 2, (w, h, size, diff.max())
+        differ, total = differ + int((diff > 0).sum()), total + diff.size
+    assert differ / total < 0.02
