@@ -143,10 +143,9 @@ def _samples(batch=4, n_local=2, seed=0):
     return out
 
 
-@pytest.mark.parametrize('rel', _pretrain_configs())
-def test_one_train_step_synchronises_at_most_twice(rel, monkeypatch):
+def _count_step_syncs(cfg, collate_options, monkeypatch) -> list:
+    """The sync points of one train_step (after a first one) of ``cfg.model`` on a tiny batch."""
     init_default_scope('mmpretrain')
-    cfg, collate_options = _tiny(rel)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -170,4 +169,20 @@ def test_one_train_step_synchronises_at_most_twice(rel, monkeypatch):
         log_vars = model.train_step(data, optim)
     assert data['inputs'].n_content + data['inputs'].n_pos > 0
     assert all(isinstance(v, float) for v in log_vars.values())
-    assert len(counter.events) <= MAX_SYNC_POINTS, (rel, counter.events)
+    return counter.events
+
+
+@pytest.mark.parametrize('rel', _pretrain_configs())
+def test_one_train_step_synchronises_at_most_twice(rel, monkeypatch):
+    cfg, collate_options = _tiny(rel)
+    events = _count_step_syncs(cfg, collate_options, monkeypatch)
+    assert len(events) <= MAX_SYNC_POINTS, (rel, events)
+
+
+@pytest.mark.parametrize('mode', ['bernoulli', 'dinov2'])
+def test_either_stochastic_depth_rule_adds_no_sync_point(mode, monkeypatch):
+    """mmcv's random kept count ('bernoulli') and DINOv2's fixed one, at a high rate so that samples drop."""
+    cfg, collate_options = _tiny('configs/posfield/posfield_vit-small-p16_4xb64-amp-100e_in1k.py')
+    cfg.model.backbone.update(drop_path_rate=0.5, drop_path_mode=mode)
+    events = _count_step_syncs(cfg, collate_options, monkeypatch)
+    assert len(events) <= MAX_SYNC_POINTS, (mode, events)

@@ -14,17 +14,18 @@ the detector and the converters load it unchanged) with three forwards:
   the [CLS] tokens and the masked patches alone): keys and values from every token, the queries, the attention,
   the output projection and the FFN for the requested rows only.
 
-**Stochastic depth** (``drop_path_mode``). The fused forwards run each residual branch on the kept samples only
-and add it back with ``index_add`` (DINOv2's ``drop_add_residual_stochastic_depth``), so a drop-path rate p saves
-about a fraction p of the branch's compute; the plain forward computes every sample's branch and multiplies the
-dropped ones by zero. The same random numbers choose the same samples in all three. Two rules:
+**Stochastic depth** (``drop_path_mode``). The same random numbers choose the same samples in all three
+forwards. Two rules:
 
 - ``'bernoulli'`` (default): every sample is kept with probability 1 - p and its residual scaled by 1 / (1 - p),
   drawn exactly as mmcv's ``DropPath`` draws it (one ``torch.rand((B, 1, 1))`` per branch), so the plain forward
-  is mmpretrain's own.
+  is mmpretrain's own. Every forward computes every sample's branch and multiplies the dropped ones by zero, as
+  mmcv does: the kept count is random, and running the kept samples only would read it back to the host.
 - ``'dinov2'``: DINOv2's rule: exactly ``max(int(B * (1 - p)), 1)`` samples kept (a random permutation),
-  residual scaled by B / kept. Same expectation, a fixed compute saving (and no data-dependent shape, so no host
-  synchronisation on a GPU), other random draws.
+  residual scaled by B / kept. Same expectation, other random draws, and a fixed shape: the fused forwards run
+  each residual branch on the kept samples only and add it back with ``index_add`` (DINOv2's
+  ``drop_add_residual_stochastic_depth``), so a rate p saves about a fraction p of the branch's compute without a
+  host synchronisation; the plain forward multiplies the dropped samples' branches by zero.
 
 The fused forwards also fold LayerScale into the preceding linear layer (:func:`scaled_linear`), split the
 packed q/k/v with one gradient copy (:func:`split_group_heads`), and take their linear products through
@@ -60,15 +61,16 @@ def _draw_kept(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
 
 
 def kept_samples(batch: int, drop_prob: float, mode: str, like: torch.Tensor):
-    """(indices of the samples whose branch is computed, residual scale) for one branch of one block."""
-    kept, scale = _draw_kept(batch, drop_prob, mode, like)
-    return (kept.nonzero().flatten() if mode == 'bernoulli' else kept), scale
+    """(indices of the samples whose branch is computed, residual scale) for one branch of one block
+    (``'dinov2'``; ``'bernoulli'``'s kept count is random, so its indices would be read back to the host)."""
+    if mode == 'bernoulli':
+        raise ValueError("kept_samples: 'bernoulli' computes every sample's branch (add_residual)")
+    return _draw_kept(batch, drop_prob, mode, like)
 
 
 def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) -> torch.Tensor:
-    """Per-sample residual factors ``(batch,)`` (float32 at least): the scale of :func:`kept_samples` where a
-    sample keeps the branch, 0 where it drops it; the same random draws as :func:`kept_samples`, without reading
-    the kept count back."""
+    """Per-sample residual factors ``(batch,)`` (float32 at least): the rule's scale where a sample keeps the
+    branch, 0 where it drops it; the same random draws as the other forwards, without reading anything back."""
     dtype = torch.promote_types(like.dtype, torch.float32)
     kept, scale = _draw_kept(batch, drop_prob, mode, like)
     if mode == 'bernoulli':
@@ -78,9 +80,12 @@ def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) 
 
 def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
                  mode: str = 'bernoulli') -> torch.Tensor:
-    """``x + stochastic_depth(branch(x))`` with ``branch`` run on the kept samples only."""
+    """``x + stochastic_depth(branch(x))``; for ``'dinov2'`` with ``branch`` run on the kept samples only."""
     if drop_prob <= 0.0:
         return x + branch(x)
+    if mode == 'bernoulli':  # mmcv's drop_path: branch / keep_prob * mask
+        mask, _ = _draw_kept(x.shape[0], drop_prob, mode, x)
+        return x + branch(x).div(1.0 - drop_prob) * mask.view(-1, *(1, ) * (x.dim() - 1))
     index, scale = kept_samples(x.shape[0], drop_prob, mode, x)
     if index.numel() == x.shape[0]:  # nothing dropped: no gather / scatter
         return x + branch(x) * scale
@@ -405,6 +410,8 @@ class ViTBlock(TransformerEncoderLayer):
             return torch.cat([self.forward_fused(v.view(b, t, -1), branches).flatten(0, 1)
                               for v, (b, t) in zip(views, groups)])
         drop_prob = self._active_drop_prob()
+        if drop_prob > 0.0 and self.drop_path_mode == 'bernoulli':
+            return self._bernoulli_groups(x, groups, drop_prob)
         draws = []  # per group: (attention's kept samples, scale), (FFN's kept samples, scale)
         for batch, _ in groups:
             for _ in range(2):
@@ -415,6 +422,16 @@ class ViTBlock(TransformerEncoderLayer):
                 draws.append((None if index.numel() == batch and scale == 1.0 else index, scale))
         x = _group_branch(x, groups, draws[0::2], self._group_attention)
         return _group_branch(x, groups, draws[1::2], lambda rows, kept: self.ffn_branch(rows))
+
+    def _bernoulli_groups(self, x: torch.Tensor, groups, drop_prob: float) -> torch.Tensor:
+        """:meth:`forward_groups` with mmcv's stochastic depth: both branches over every row, a dropped sample's
+        rows times zero; drawn in the order of the loop over the groups (each group's attention, then FFN)."""
+        masks = [_draw_kept(batch, drop_prob, 'bernoulli', x)[0].repeat_interleave(tokens)
+                 for batch, tokens in groups for _ in range(2)]
+        attn_mask, ffn_mask = torch.cat(masks[0::2])[:, None], torch.cat(masks[1::2])[:, None]
+        keep_prob = 1.0 - drop_prob
+        x = x + self._group_attention(x, groups).div(keep_prob) * attn_mask
+        return x + self.ffn_branch(x).div(keep_prob) * ffn_mask
 
     # the rows a loss reads --------------------------------------------------------------------------------------
 
