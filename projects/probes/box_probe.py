@@ -172,13 +172,13 @@ def constant_box_floor(train: BoxSamples, val: BoxSamples) -> Dict[str, object]:
 
 
 def localisation_row(train_feats: torch.Tensor, val_feats: torch.Tensor, train: BoxSamples, val: BoxSamples,
-                     seed: int = 0, epochs: int = 20,
+                     seed: int = 0, epochs: int = 20, lrs: Sequence[float] = PROBE_LRS,
                      images: Optional[torch.Tensor] = None) -> Optional[Dict[str, object]]:
     """:func:`train_box_probe` on the split's ``(B, N, D)`` patch features; None when a split has no pair."""
     if len(train) == 0 or len(val) == 0:
         return None
-    return train_box_probe(train.features(train_feats), train, val.features(val_feats), val, epochs=epochs,
-                           seed=seed, images=images)
+    return train_box_probe(train.features(train_feats), train, val.features(val_feats), val, lrs=lrs,
+                           epochs=epochs, seed=seed, images=images)
 
 
 __all__ = ['BoxSamples', 'aligned_iou', 'box_samples', 'box_scores', 'constant_box_floor',

@@ -202,10 +202,10 @@ class ProbeData:
 
 
 def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k: int = 20,
-              epochs: int = 20) -> Dict[str, object]:
+              epochs: int = 20, lrs: Sequence[float] = PROBE_LRS) -> Dict[str, object]:
     """Every probe for one encoder: ``patch`` (linear per-patch mIoU on val), ``foreground`` (the same, object vs
     background), ``box`` (the localisation probe of :mod:`.box_probe`) and ``crop_knn`` (weighted k-NN top-1 of
-    instance crops, feature = mean of the crop's patch features)."""
+    instance crops, feature = mean of the crop's patch features). ``lrs``: the linear probes' learning-rate grid."""
     from projects.analysis.knn import knn_classify
 
     from .box_probe import localisation_row
@@ -215,13 +215,13 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
     n_tr, n_patch = ftr.shape[:2]
     img_index = torch.arange(n_tr).repeat_interleave(n_patch)
     patch = train_patch_probe(ftr.flatten(0, 1), tr['labels'].reshape(-1), img_index, fva.flatten(0, 1),
-                              va['labels'].reshape(-1), data.num_classes, epochs=epochs, seed=seed)
+                              va['labels'].reshape(-1), data.num_classes, lrs=lrs, epochs=epochs, seed=seed)
     ytr, yva = tr['labels'].reshape(-1), va['labels'].reshape(-1)
     foreground = train_patch_probe(ftr.flatten(0, 1), _binary(ytr), img_index, fva.flatten(0, 1), _binary(yva), 2,
-                                   epochs=epochs, seed=seed)
+                                   lrs=lrs, epochs=epochs, seed=seed)
     row = dict(patch=patch, foreground=foreground, feature_dims=int(ftr.shape[-1]))
     # the patch probe's hold-out images, so every probe of the row holds out the same ones
-    box = localisation_row(ftr, fva, tr['box_samples'], va['box_samples'], seed, epochs,
+    box = localisation_row(ftr, fva, tr['box_samples'], va['box_samples'], seed, epochs, lrs=lrs,
                            images=torch.unique(img_index[ytr != IGNORE]))
     if box is not None:
         row['box'] = box
@@ -238,7 +238,8 @@ def _binary(labels: torch.Tensor) -> torch.Tensor:
     return torch.where(labels == IGNORE, labels, (labels > 0).long())
 
 
-def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> List[Dict[str, object]]:
+def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20,
+               lrs: Sequence[float] = PROBE_LRS) -> List[Dict[str, object]]:
     """The two floors: the trivial predictor of each measure (background everywhere; the most frequent class
     for crops; the mean training box targets for the localisation probe), and the same probes on raw pixels."""
     from .box_probe import constant_box_floor
@@ -251,7 +252,8 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20) -> L
                                       note='most frequent training class for every crop')
     if len(data.splits['train']['box_samples']) and len(va['box_samples']):
         background['box'] = constant_box_floor(data.splits['train']['box_samples'], va['box_samples'])
-    raw = dict(name='raw pixels', **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs))
+    raw = dict(name='raw pixels', **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs,
+                                                          lrs=lrs))
     return [background, raw]
 
 

@@ -5,7 +5,7 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -19,7 +19,7 @@ from projects.common.backbone_loader import (
 from projects.common.checkpoint import config_of_checkpoint
 
 from .coco_patches import load_split
-from .dense import ProbeData, backbone_patch_encoder, floor_rows, probe_row
+from .dense import PROBE_LRS, ProbeData, backbone_patch_encoder, floor_rows, probe_row
 
 
 def has_cls_token(path: str, key: str) -> bool:
@@ -65,7 +65,7 @@ def format_rows(result: dict) -> str:
 def run_dense_probe(model: str, coco: str, out: str, config: Optional[str] = None, key: str = 'teacher',
                     name: Optional[str] = None, without_cls: bool = False, floors: bool = False, img_size: int = 256,
                     crop_size: int = 64, epochs: int = 20, seed: int = 0, max_images: Optional[int] = None,
-                    cfg_options: Optional[dict] = None) -> dict:
+                    cfg_options: Optional[dict] = None, lrs: Sequence[float] = PROBE_LRS) -> dict:
     """Probe ``model`` (see :func:`load_probed_backbone`) on the COCO-format folder ``coco``; write the rows to
     ``out`` and print them. The arguments are ``tools/analysis/dense_probe.py``'s options of the same names."""
     started = time.time()
@@ -79,11 +79,11 @@ def run_dense_probe(model: str, coco: str, out: str, config: Optional[str] = Non
           f'{data.describe()["val"]["images"]} val images', flush=True)
     rows = [dict(name=name, source=loaded.source, with_cls=with_cls,
                  **probe_row(backbone_patch_encoder(loaded.backbone, with_cls), data, loaded.mean, loaded.std,
-                             seed, epochs=epochs))]
+                             seed, epochs=epochs, lrs=lrs))]
     if floors:
-        rows += floor_rows(data, loaded.mean, loaded.std, seed, epochs=epochs)
+        rows += floor_rows(data, loaded.mean, loaded.std, seed, epochs=epochs, lrs=lrs)
     result = dict(model=osp.abspath(model), config=loaded.info.get('config'), key=key, seed=seed,
-                  coco=coco, data=data.describe(), epochs=epochs, rows=rows,
+                  coco=coco, data=data.describe(), epochs=epochs, lrs=[float(lr) for lr in lrs], rows=rows,
                   seconds=round(time.time() - started, 1))
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'

@@ -130,3 +130,21 @@ def test_checkpoint_without_config_is_a_clear_error(checkpoints, coco, tmp_path)
     torch.save({'state_dict': torch.load(checkpoints['backbone'])['state_dict']}, bare)
     with pytest.raises(SystemExit, match='--config'):
         _run([str(bare), '--coco', coco, '--out', str(tmp_path / 'x.json')])
+
+
+def test_lrs_sets_every_linear_probes_grid(coco, tmp_path):
+    """--lrs: each linear probe (patch, foreground, box) tries exactly that grid and picks one of it; the default
+    grid is PROBE_LRS; a non-positive rate is refused by name."""
+    from projects.probes.dense import PROBE_LRS
+    common = [TINY_PRETRAIN, '--coco', coco, '--img-size', '32', '--crop-size', '16', '--epochs', '1']
+    grid = [3e-4, 5e-3]
+    res = _run(common + ['--out', str(tmp_path / 'a.json'), '--lrs', *map(str, grid)])
+    row = res['rows'][0]
+    assert res['lrs'] == grid
+    for probe in ('patch', 'foreground', 'box'):
+        assert [r['lr'] for r in row[probe]['per_lr']] == grid and row[probe]['lr'] in grid
+    default = _run(common + ['--out', str(tmp_path / 'b.json')])
+    assert default['lrs'] == list(PROBE_LRS)
+    assert [r['lr'] for r in default['rows'][0]['box']['per_lr']] == list(PROBE_LRS)
+    with pytest.raises(SystemExit):
+        _run(common + ['--out', str(tmp_path / 'c.json'), '--lrs', '0'])

@@ -45,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument('--crop-size', type=int, default=64, help='instance crops are resized to this square size')
     p.add_argument('--epochs', type=int, default=20, help='linear probe epochs')
     p.add_argument('--seed', type=int, default=0, help='seed of the probe and of a random initialisation')
+    p.add_argument('--lrs', type=float, nargs='+', metavar='LR',
+                   help='learning-rate grid of every linear probe, one chosen per probe on a held-out part of '
+                        'train (default: projects.probes.dense.PROBE_LRS)')
     p.add_argument('--max-images', type=int, help='use at most this many images per split')
     p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, metavar='KEY=VALUE',
                    help='override settings of the config (as tools/train.py --cfg-options)')
@@ -55,6 +58,8 @@ def parse_args(argv=None):
         p.error(f'--config not found: {args.config}')
     if not osp.isdir(args.coco):
         p.error(f'--coco is not a folder: {args.coco}')
+    if args.lrs is not None and any(lr <= 0 for lr in args.lrs):
+        p.error(f'--lrs must be positive, got {args.lrs}')
     for name in ('img_size', 'crop_size', 'epochs'):
         if getattr(args, name) < 1:
             p.error(f'--{name.replace("_", "-")} must be positive')
@@ -64,10 +69,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import projects.posfield  # noqa: F401  (registers PosFieldViT)
+    from projects.probes.dense import PROBE_LRS
     from projects.probes.probe_run import run_dense_probe
     return run_dense_probe(args.model, args.coco, args.out, args.config, args.key, args.name, args.without_cls,
                            args.floors, args.img_size, args.crop_size, args.epochs, args.seed, args.max_images,
-                           args.cfg_options)
+                           args.cfg_options, lrs=tuple(args.lrs or PROBE_LRS))
 
 
 if __name__ == '__main__':
