@@ -50,12 +50,13 @@ def test_tiny_config_runs_real_train_step_with_flops_and_mfu():
 
 
 def test_profile_writes_the_op_table_and_the_matmul_rates_by_shape(tmp_path):
-    a = torch.randn(64, 32)
+    # large enough that its rate prints above 0.0 GFLOP/s (one decimal) even when a loaded machine preempts it
+    a = torch.randn(512, 256)
     path = train_step.profile_step(lambda: a @ a.t(), str(tmp_path / 'ops.txt'), cuda=False)
     text = open(path).read()
     assert 'aten::mm' in text
     shape_rows = [line for line in text.split('By op and input shapes')[1].splitlines() if 'aten::mm ' in line]
-    assert shape_rows and '[[64, 32], [32, 64]]' in shape_rows[0]
+    assert shape_rows and '[[512, 256], [256, 512]]' in shape_rows[0]
     assert float(shape_rows[0].split()[3]) > 0  # the GFLOP/s column of a matmul row
 
 
