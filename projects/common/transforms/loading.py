@@ -48,8 +48,8 @@ def _to_uint8_rgb(img: Image.Image) -> np.ndarray:
 
 def _decode_jpeg_bgr(path: str) -> np.ndarray:
     """A baseline RGB or grayscale JPEG as HxWx3 uint8 BGR, EXIF orientation applied: torchvision's
-    libjpeg-turbo decoder gives PIL's pixels exactly, in about 60 % of PIL's CPU time (docs/benchmarks.md,
-    Loader). Raises RuntimeError for a truncated or corrupt file, as PIL does without LOAD_TRUNCATED_IMAGES."""
+    libjpeg-turbo decoder gives PIL's pixels exactly, faster than PIL (docs/benchmarks.md, Loader). Raises
+    RuntimeError for a truncated or corrupt file, as PIL does without LOAD_TRUNCATED_IMAGES."""
     data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
     rgb = decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     return cv2.cvtColor(rgb.permute(1, 2, 0).contiguous().numpy(), cv2.COLOR_RGB2BGR)

@@ -64,7 +64,7 @@ PIL_VERTICAL_FIRST = int(PIL.__version__.split('.')[0]) >= 13
 def resize_bicubic(crop: torch.Tensor, size: int) -> torch.Tensor:
     """PIL's ``resize((size, size), BICUBIC)`` of a uint8 ``1 x C x h x w`` crop, by torch's uint8 kernel: the same
     antialiased filter (a = -0.5) and two passes with a uint8 image between them in the installed Pillow's order,
-    so the result is PIL's within two grey levels (weight rounding); about a quarter of PIL's CPU time."""
+    so the result is PIL's within two grey levels (weight rounding), in a fraction of PIL's CPU time."""
     crop = crop.contiguous(memory_format=torch.channels_last)  # the layout of torch's vectorised uint8 path
     height, width = crop.shape[-2:]
     if PIL_VERTICAL_FIRST and height - size > 0 and height - size > 2 * (width - size):
