@@ -85,13 +85,11 @@ class PosFieldMultiCrop(BaseTransform):
     (:class:`~projects.posfield.models.photometric.MultiCropPhotometric`, the data preprocessor's
     ``photometric`` argument); ``global_transforms`` / ``local_transforms`` are then not allowed.
 
-    Outputs: ``img`` (list of V HxWx3 uint8 views, globals first; without photometric augmentation here each
-    is a transposed view of a contiguous CxHxW array, so ``PackInputs`` makes its tensor without a copy),
-    ``crop_boxes`` float32 (V, 4): each view's box ``(x0, y0, x1, y1)`` as fractions of the source image,
-    ``view_flips`` bool (V,), ``source_hw`` int64 (2,). The canvas placement (shared by all views of an
-    image), the canvas boxes and the masks are made per batch by
-    :func:`~projects.posfield.batch.collate.multiview_collate`. ``seed`` makes the geometry deterministic
-    (tests).
+    Outputs: ``img`` (list of V HxWx3 uint8 views, globals first), ``crop_boxes`` float32 (V, 4): each view's
+    box ``(x0, y0, x1, y1)`` as fractions of the source image, ``view_flips`` bool (V,), ``source_hw`` int64
+    (2,). The canvas placement (shared by all views of an image), the canvas boxes and the masks are made per
+    batch by :func:`~projects.posfield.batch.collate.multiview_collate`. ``seed`` makes the geometry
+    deterministic (tests).
     """
 
     def __init__(self, global_crops_number: int = 2, global_crops_size: int = 224,
@@ -138,8 +136,7 @@ class PosFieldMultiCrop(BaseTransform):
         flip = bool(rng.random() < self.flip_prob)
         if flip:
             view = view.flip(-1)
-        # HxWx3 over the contiguous CxHxW buffer: PackInputs' transpose back is then free (no copy).
-        view = view.permute(1, 2, 0).numpy()
+        view = view.permute(1, 2, 0).numpy()  # the channels-last result's own HxWx3 buffer, no copy
         if self.photometric:
             view = pipeline(dict(img=np.ascontiguousarray(view)))['img']
         return view, (x0 / width, y0 / height, x1 / width, y1 / height), flip
