@@ -252,8 +252,8 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20,
                                       note='most frequent training class for every crop')
     if len(data.splits['train']['box_samples']) and len(va['box_samples']):
         background['box'] = constant_box_floor(data.splits['train']['box_samples'], va['box_samples'])
-    raw = dict(name='raw pixels', **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs,
-                                                          lrs=lrs))
+    raw = dict(name='raw pixels',
+               **probe_row(raw_pixel_encoder(data.patch), data, mean, std, seed, epochs=epochs, lrs=lrs))
     return [background, raw]
 
 

@@ -78,14 +78,19 @@ def sample_factors(batch: int, drop_prob: float, mode: str, like: torch.Tensor) 
     return torch.zeros(batch, dtype=dtype, device=like.device).index_fill_(0, kept, scale)
 
 
+def mmcv_drop_path(branch: torch.Tensor, mask: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """mmcv's ``drop_path`` of a branch computed for every row, given the 0/1 keep ``mask`` of its rows
+    (``(rows,)``): ``branch / keep_prob * mask``, the same operations as mmcv, so the same values."""
+    return branch.div(1.0 - drop_prob) * mask.view(-1, *(1, ) * (branch.dim() - 1))
+
+
 def add_residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
                  mode: str = 'bernoulli') -> torch.Tensor:
     """``x + stochastic_depth(branch(x))``; for ``'dinov2'`` with ``branch`` run on the kept samples only."""
     if drop_prob <= 0.0:
         return x + branch(x)
-    if mode == 'bernoulli':  # mmcv's drop_path: branch / keep_prob * mask
-        mask, _ = _draw_kept(x.shape[0], drop_prob, mode, x)
-        return x + branch(x).div(1.0 - drop_prob) * mask.view(-1, *(1, ) * (x.dim() - 1))
+    if mode == 'bernoulli':
+        return x + mmcv_drop_path(branch(x), _draw_kept(x.shape[0], drop_prob, mode, x)[0], drop_prob)
     index, scale = kept_samples(x.shape[0], drop_prob, mode, x)
     if index.numel() == x.shape[0]:  # nothing dropped: no gather / scatter
         return x + branch(x) * scale
@@ -428,10 +433,8 @@ class ViTBlock(TransformerEncoderLayer):
         rows times zero; drawn in the order of the loop over the groups (each group's attention, then FFN)."""
         masks = [_draw_kept(batch, drop_prob, 'bernoulli', x)[0].repeat_interleave(tokens)
                  for batch, tokens in groups for _ in range(2)]
-        attn_mask, ffn_mask = torch.cat(masks[0::2])[:, None], torch.cat(masks[1::2])[:, None]
-        keep_prob = 1.0 - drop_prob
-        x = x + self._group_attention(x, groups).div(keep_prob) * attn_mask
-        return x + self.ffn_branch(x).div(keep_prob) * ffn_mask
+        x = x + mmcv_drop_path(self._group_attention(x, groups), torch.cat(masks[0::2]), drop_prob)
+        return x + mmcv_drop_path(self.ffn_branch(x), torch.cat(masks[1::2]), drop_prob)
 
     # the rows a loss reads --------------------------------------------------------------------------------------
 
