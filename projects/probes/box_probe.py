@@ -6,9 +6,10 @@ its box. A linear head on the frozen patch token predicts the distances from the
 top, right and bottom edges, in fractions of the image side (the regression targets of FCOS, Tian et al., ICCV
 2019), trained with an L1 loss. A patch inside several boxes is one sample per box, each with its box's targets:
 the same feature then has more than one answer, a limit every row of the table shares. Features are standardised,
-the hold-out of train images, the learning-rate grid, the optimiser and the seed are the patch probe's
+the folds of train images, the learning-rate grid, the optimiser and the seed are the patch probe's
 (:mod:`.dense`); the head starts as the constant predictor (weights 0, bias the mean fitting targets), and the
-learning rate is the one with the best hold-out mean IoU.
+learning rate is the one with the best mean hold-out mean IoU over the folds; the reported head is then fitted on
+every train pair.
 
 Decode: the box ``(cx - l, cy - t, cx + r, cy + b)`` around the patch centre ``(cx, cy)``, predicted distances
 clamped at 0 first (a negative distance would put the edge on the wrong side of the centre, where no ground-truth
@@ -24,13 +25,13 @@ reported. Floor of the measure: the constant predictor, the mean training target
 (:func:`constant_box_floor`).
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dense import PROBE_LRS, choose_lr, fit_linear_heads, holdout_mask
+from .dense import PROBE_FOLDS, PROBE_LRS, cross_validate, fit_linear_heads, image_folds
 
 
 def patch_centres(grid: int) -> torch.Tensor:
@@ -121,37 +122,43 @@ def box_scores(pred: torch.Tensor, samples: BoxSamples) -> Dict[str, object]:
 
 def train_box_probe(train_x: torch.Tensor, train: BoxSamples, val_x: torch.Tensor, val: BoxSamples,
                     lrs: Sequence[float] = PROBE_LRS, epochs: int = 20, batch_size: int = 512,
-                    holdout: float = 0.2, seed: int = 0, images: Optional[torch.Tensor] = None) -> Dict[str, object]:
+                    folds: int = PROBE_FOLDS, seed: int = 0,
+                    images: Optional[torch.Tensor] = None) -> Dict[str, object]:
     """The localisation probe (module docstring) on per-pair features ``train_x`` ``(P, D)`` and ``val_x``.
-    ``images``: the train image indices the hold-out is drawn from (default: those with a pair); pass the patch
-    probe's so both hold out the same images. Returns the val scores of the head chosen on the hold-out, its
-    ``lr``, its val ``l1`` and every learning rate's hold-out and val scores."""
+    ``images``: the train image indices dealt into the folds (default: those with a pair); pass the patch probe's
+    so both probes hold out the same images. Returns the val scores of the chosen head, its ``lr``, its val ``l1``
+    and every learning rate's mean hold-out and val scores."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f'the localisation probe needs instances with a patch centre inside their box in both '
                          f'splits; got {len(train)} train and {len(val)} val pairs')
     gen = torch.Generator().manual_seed(seed)
-    is_hold = holdout_mask(train.img, holdout, gen, images)
     targets = train.target
-    fit = ~is_hold
-    # every head starts as the constant predictor of the fitting set (its mean targets), the floor of the measure
-    heads, standardise = fit_linear_heads(train_x[fit], targets[fit], 4, F.l1_loss, lrs, epochs, batch_size, gen,
-                                          seed, bias_init=targets[fit].mean(0))
+
+    def fit(mask: torch.Tensor):
+        # every head starts as the constant predictor of its fitting set (its mean targets), the floor of the measure
+        return fit_linear_heads(train_x[mask], targets[mask], 4, F.l1_loss, lrs, epochs, batch_size, gen, seed,
+                                bias_init=targets[mask].mean(0))
+
+    def scores(fit_mask: torch.Tensor, hold_mask: torch.Tensor) -> List[float]:
+        heads, standardise = fit(fit_mask)
+        held = train.subset(hold_mask)
+        with torch.no_grad():
+            xh = standardise(train_x[hold_mask])
+            return [box_scores(decode_boxes(held.centre, h(xh)), held)['mean_iou'] for h in heads]
+    best, selected_by, hold, per_fold = cross_validate(image_folds(train.img, folds, gen, images), scores, len(lrs),
+                                                       'mean IoU')
+    heads, standardise = fit(torch.ones(len(train), dtype=torch.bool))
     with torch.no_grad():
         xv = standardise(val_x)
         val_pred = [h(xv) for h in heads]
         val_scores = [box_scores(decode_boxes(val.centre, p), val) for p in val_pred]
-        hold = [None] * len(lrs)
-        if bool(is_hold.any()):
-            held = train.subset(is_hold)
-            xh = standardise(train_x[is_hold])
-            hold = [box_scores(decode_boxes(held.centre, h(xh)), held)['mean_iou'] for h in heads]
-    best, selected_by = choose_lr(hold, 'mean IoU')
     return dict(val_scores[best], lr=float(lrs[best]), selected_by=selected_by,
                 l1=float(F.l1_loss(val_pred[best], val.target)),
                 unscored_instances=val.num_instances - val_scores[best]['instances'],
                 pairs=dict(train=len(train), val=len(val)),
-                per_lr=[dict(lr=float(lr), holdout_mean_iou=hold[i], val_mean_iou=val_scores[i]['mean_iou'],
-                             val_iou50_rate=val_scores[i]['iou50_rate']) for i, lr in enumerate(lrs)])
+                per_lr=[dict(lr=float(lr), holdout_mean_iou=hold[i], holdout_mean_iou_folds=[f[i] for f in per_fold],
+                             val_mean_iou=val_scores[i]['mean_iou'], val_iou50_rate=val_scores[i]['iou50_rate'])
+                        for i, lr in enumerate(lrs)])
 
 
 def constant_box_floor(train: BoxSamples, val: BoxSamples) -> Dict[str, object]:

@@ -3,9 +3,11 @@
 Protocol (docs/evidence.md): the paper's segmentation evaluation is a linear head on frozen features; here the
 head is a per-patch linear classifier over ``C + 1`` classes (background included) trained with cross-entropy
 on the train split's per-patch labels (:mod:`.coco_patches`), features standardised with the fitting set's
-statistics. Several learning rates are trained at once; the one with the best mIoU on a hold-out of the train
-*images* is chosen and its mIoU on the val split is reported. mIoU is the mean over the classes that occur in
-the val ground truth or the predictions of ``TP / (TP + FP + FN)`` counted over all val patches.
+statistics. Several learning rates are trained at once. The learning rate is chosen by cross-validation over the
+train *images*: they are dealt into ``PROBE_FOLDS`` folds, each fold is held out once while the heads are fitted on
+the others, and the rate with the best mean hold-out mIoU wins; the heads are then fitted on every train image and
+the chosen one's mIoU on the val split is reported. mIoU is the mean over the classes that occur in the val ground
+truth or the predictions of ``TP / (TP + FP + FN)`` counted over all val patches.
 
 Floor of the measure: predicting background everywhere scores ``(background patches / patches) / K`` with
 ``K`` the number of classes present in the val ground truth (:func:`all_background_miou`).
@@ -23,7 +25,8 @@ import torch.nn.functional as F
 from .coco_patches import IGNORE, CocoSplit, instance_boxes, instance_crops, resized_image_and_labels
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # normalised (B, 3, S, S) -> patch features (B, N, D)
-PROBE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # every linear probe's learning-rate grid, chosen on the hold-out
+PROBE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)  # every linear probe's learning-rate grid, chosen by cross-validation
+PROBE_FOLDS = 5  # folds of the train images that choose the learning rate
 
 
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -56,18 +59,34 @@ def all_background_miou(gt: torch.Tensor, num_classes: int) -> float:
     return miou(confusion_matrix(torch.zeros_like(gt), gt, num_classes))['miou']
 
 
-def holdout_mask(train_img: torch.Tensor, holdout: float, gen: torch.Generator,
-                 images: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Which training samples form the hold-out that picks the learning rate: a random ``holdout`` fraction of
-    the train *images* (``images``, by default those that occur in ``train_img``, each sample's image index) drawn
-    with ``gen``, so the hold-out never shares an image with the fitting set. Empty when the fraction rounds to
-    no image or to all of them. Every probe draws it from a generator seeded with the probe's seed, so with the
-    same ``images`` they hold out the same images."""
+def image_folds(train_img: torch.Tensor, folds: int, gen: torch.Generator,
+                images: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+    """The cross-validation folds: one boolean mask over the training samples per fold. The train *images*
+    (``images``, by default those that occur in ``train_img``, each sample's image index) are shuffled with
+    ``gen`` and dealt into ``folds`` folds of near-equal size, so a fold never shares an image with the rest.
+    No fold (an empty list) when there are fewer than two images or ``folds < 2``. Every probe of a row draws them
+    from a generator seeded with the probe's seed, so with the same ``images`` they hold out the same images."""
     images = torch.unique(train_img) if images is None else images
+    k = min(int(folds), len(images))
+    if k < 2:
+        return []
     perm = images[torch.randperm(len(images), generator=gen)]
-    n_hold = int(round(len(images) * holdout))
-    hold_images = perm[:n_hold] if 0 < n_hold < len(images) else perm[:0]
-    return torch.isin(train_img, hold_images)
+    return [torch.isin(train_img, perm[i::k]) for i in range(k)]
+
+
+def cross_validate(folds: Sequence[torch.Tensor], fold_scores, num_lrs: int, score_name: str):
+    """Choose the learning rate over ``folds`` (:func:`image_folds`): ``fold_scores(fit_mask, hold_mask)`` fits
+    every rate's head on ``fit_mask`` and returns their scores on ``hold_mask`` (higher is better). Folds whose
+    hold-out or fitting set is empty, or that score None, do not count. Returns the chosen index, how it was
+    chosen, the mean hold-out score per rate (None without a fold) and the per-fold scores; without a fold the
+    first rate is chosen."""
+    per_fold = [fold_scores(~m, m) for m in folds if bool(m.any()) and not bool(m.all())]
+    per_fold = [f for f in per_fold if f[0] is not None]
+    if not per_fold:
+        return 0, 'first lr', [None] * num_lrs, []
+    mean = [float(np.mean([f[i] for f in per_fold])) for i in range(num_lrs)]
+    best = max(range(num_lrs), key=lambda i: mean[i])
+    return best, f'mean hold-out {score_name} over {len(per_fold)} image folds', mean, per_fold
 
 
 def fit_linear_heads(fit_x: torch.Tensor, fit_y: torch.Tensor, out_dim: int, loss_fn, lrs: Sequence[float],
@@ -105,38 +124,32 @@ def fit_linear_heads(fit_x: torch.Tensor, fit_y: torch.Tensor, out_dim: int, los
     return heads, standardise
 
 
-def choose_lr(hold_scores: Sequence[Optional[float]], score_name: str):
-    """Index of the head with the best hold-out score (higher is better) and how it was chosen; the first
-    learning rate when there is no hold-out (scores None)."""
-    if not hold_scores or hold_scores[0] is None:
-        return 0, 'first lr'
-    return max(range(len(hold_scores)), key=lambda i: hold_scores[i]), f'holdout {score_name}'
-
-
 def train_patch_probe(train_x: torch.Tensor, train_y: torch.Tensor, train_img: torch.Tensor, val_x: torch.Tensor,
                       val_y: torch.Tensor, num_classes: int, lrs: Sequence[float] = PROBE_LRS,
-                      epochs: int = 20, batch_size: int = 4096, holdout: float = 0.2,
+                      epochs: int = 20, batch_size: int = 4096, folds: int = PROBE_FOLDS,
                       seed: int = 0) -> Dict[str, object]:
-    """Linear per-patch probe (module docstring). ``train_img`` gives each training patch's image index, so the
-    hold-out never shares an image with the fitting set. Returns val ``miou``/``per_class_iou``/``accuracy``,
-    the chosen ``lr`` and per-lr hold-out and val mIoU."""
+    """Linear per-patch probe (module docstring). ``train_img`` gives each training patch's image index, so a
+    fold never shares an image with the rest. Returns val ``miou``/``per_class_iou``/``accuracy``, the chosen
+    ``lr`` and per-lr mean hold-out and val mIoU."""
     keep = train_y != IGNORE
     train_x, train_y, train_img = train_x[keep].float(), train_y[keep].long(), train_img[keep]
     gen = torch.Generator().manual_seed(seed)
-    is_hold = holdout_mask(train_img, holdout, gen)
-    heads, standardise = fit_linear_heads(train_x[~is_hold], train_y[~is_hold], num_classes, F.cross_entropy, lrs,
-                                          epochs, batch_size, gen, seed)
+
+    def scores(fit: torch.Tensor, hold: torch.Tensor) -> List[float]:
+        heads, standardise = fit_linear_heads(train_x[fit], train_y[fit], num_classes, F.cross_entropy, lrs,
+                                              epochs, batch_size, gen, seed)
+        with torch.no_grad():
+            xh = standardise(train_x[hold])
+            return [miou(confusion_matrix(h(xh).argmax(1), train_y[hold], num_classes))['miou'] for h in heads]
+    best, selected_by, hold, per_fold = cross_validate(image_folds(train_img, folds, gen), scores, len(lrs), 'mIoU')
+    heads, standardise = fit_linear_heads(train_x, train_y, num_classes, F.cross_entropy, lrs, epochs, batch_size,
+                                          gen, seed)
     with torch.no_grad():
         xv = standardise(val_x)
         val = [miou(confusion_matrix(h(xv).argmax(1), val_y, num_classes)) for h in heads]
-        hold = [None] * len(lrs)
-        if bool(is_hold.any()):
-            xh = standardise(train_x[is_hold])
-            hold = [miou(confusion_matrix(h(xh).argmax(1), train_y[is_hold], num_classes))['miou'] for h in heads]
-    best, selected_by = choose_lr(hold, 'mIoU')
     return dict(val[best], lr=float(lrs[best]), selected_by=selected_by,
-                per_lr=[dict(lr=float(lr), holdout_miou=hold[i], val_miou=val[i]['miou'])
-                        for i, lr in enumerate(lrs)])
+                per_lr=[dict(lr=float(lr), holdout_miou=hold[i], holdout_miou_folds=[f[i] for f in per_fold],
+                             val_miou=val[i]['miou']) for i, lr in enumerate(lrs)])
 
 
 def raw_pixel_encoder(patch: int) -> Encoder:
@@ -220,7 +233,7 @@ def probe_row(encoder: Encoder, data: ProbeData, mean, std, seed: int = 0, knn_k
     foreground = train_patch_probe(ftr.flatten(0, 1), _binary(ytr), img_index, fva.flatten(0, 1), _binary(yva), 2,
                                    lrs=lrs, epochs=epochs, seed=seed)
     row = dict(patch=patch, foreground=foreground, feature_dims=int(ftr.shape[-1]))
-    # the patch probe's hold-out images, so every probe of the row holds out the same ones
+    # the patch probe's images, so every probe of the row deals the same images into the same folds
     box = localisation_row(ftr, fva, tr['box_samples'], va['box_samples'], seed, epochs, lrs=lrs,
                            images=torch.unique(img_index[ytr != IGNORE]))
     if box is not None:

@@ -22,7 +22,7 @@ from projects.probes import (
 )
 from projects.probes.box_probe import aligned_iou, patch_centres
 from projects.probes.coco_patches import ProbeImage
-from projects.probes.dense import floor_rows, holdout_mask
+from projects.probes.dense import floor_rows, image_folds
 from tests.helpers import box_polygon, coco_instance, write_coco_split
 
 
@@ -108,7 +108,8 @@ def test_features_with_patch_position_and_box_reach_iou_100():
         return torch.cat([s.centre, s.box], 1)
     res = train_box_probe(feats(train), train, feats(val), val, epochs=30, batch_size=64)
     assert res['mean_iou'] > 99.0 and res['iou50_rate'] == 100.0
-    assert res['selected_by'] == 'holdout mean IoU' and len(res['per_lr']) == 4
+    assert res['selected_by'] == 'mean hold-out mean IoU over 5 image folds' and len(res['per_lr']) == 4
+    assert all(len(r['holdout_mean_iou_folds']) == 5 for r in res['per_lr'])
     assert res['instances'] == val.num_instances - res['unscored_instances'] and res['pairs']['val'] == len(val)
     noise = train_box_probe(torch.randn(len(train), 6, generator=gen), train, torch.randn(len(val), 6, generator=gen),
                             val, epochs=30, batch_size=64)
@@ -117,15 +118,19 @@ def test_features_with_patch_position_and_box_reach_iou_100():
         train_box_probe(feats(train), train, feats(val)[:0], val.subset(torch.zeros(len(val), dtype=torch.bool)))
 
 
-def test_holdout_images_are_the_patch_probes():
-    """Given the patch probe's train images, the localisation probe holds out the same images for the same seed."""
+def test_folds_hold_out_the_patch_probes_images():
+    """Given the patch probe's train images, the localisation probe deals the same images into the same folds for
+    the same seed (each fold restricted to the images that have a pair)."""
     gen = torch.Generator().manual_seed(1)
     samples = _random_boxes(30, 8, gen)
     patch_img = torch.arange(30).repeat_interleave(64)
-    patch_hold = set(patch_img[holdout_mask(patch_img, 0.2, torch.Generator().manual_seed(5))].tolist())
-    box_hold = holdout_mask(samples.img, 0.2, torch.Generator().manual_seed(5), torch.unique(patch_img))
-    assert len(patch_hold) == 6
-    assert set(samples.img[box_hold].tolist()) == patch_hold & set(samples.img.tolist())
+    patch_folds = image_folds(patch_img, 5, torch.Generator().manual_seed(5))
+    box_folds = image_folds(samples.img, 5, torch.Generator().manual_seed(5), torch.unique(patch_img))
+    assert len(patch_folds) == len(box_folds) == 5
+    for p, b in zip(patch_folds, box_folds):
+        held = set(patch_img[p].tolist())
+        assert len(held) == 6
+        assert set(samples.img[b].tolist()) == held & set(samples.img.tolist())
 
 
 def _write_grid_coco(root, n_train=8, n_val=4, size=96):

@@ -19,7 +19,7 @@ from projects.probes import (
     semantic_map,
     train_patch_probe,
 )
-from projects.probes.dense import floor_rows, summarise
+from projects.probes.dense import cross_validate, floor_rows, image_folds, summarise
 from tests.helpers import box_polygon, coco_instance, write_coco_split
 
 
@@ -66,7 +66,7 @@ def test_probe_on_features_that_encode_the_label_reaches_100():
     res = train_patch_probe(_one_hot_features(ytr, k, gen), ytr, imgs, _one_hot_features(yva, k, gen), yva, k,
                             epochs=10)
     assert res['miou'] == pytest.approx(100.0)
-    assert res['selected_by'] == 'holdout mIoU' and len(res['per_lr']) == 4
+    assert res['selected_by'] == 'mean hold-out mIoU over 5 image folds' and len(res['per_lr']) == 4
 
 
 def test_probe_on_uninformative_features_stays_near_chance():
@@ -75,6 +75,63 @@ def test_probe_on_uninformative_features_stays_near_chance():
     res = train_patch_probe(torch.randn(2000, 8, generator=gen), ytr, torch.arange(2000) // 50,
                             torch.randn(1000, 8, generator=gen), yva, 2, epochs=5)
     assert res['accuracy'] < 60.0
+
+
+def test_image_folds_partition_the_images():
+    """Every image in exactly one fold, fold sizes within one, all of an image's samples in its fold; no fold
+    with fewer than two images; the same seed gives the same folds."""
+    img = torch.arange(23).repeat_interleave(3)
+    folds = image_folds(img, 5, torch.Generator().manual_seed(0))
+    assert len(folds) == 5
+    assert torch.equal(torch.stack(folds).sum(0), torch.ones(len(img), dtype=torch.long))
+    sizes = sorted(len(torch.unique(img[f])) for f in folds)
+    assert sizes == [4, 4, 5, 5, 5]
+    for f in folds:
+        assert bool((f.view(23, 3) == f.view(23, 3)[:, :1]).all())
+    again = image_folds(img, 5, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(folds, again))
+    assert len(image_folds(img, 40, torch.Generator().manual_seed(0))) == 23
+    assert image_folds(torch.zeros(5, dtype=torch.long), 5, torch.Generator()) == []
+    assert image_folds(img, 1, torch.Generator()) == []
+
+
+def test_cross_validate_picks_the_best_mean_over_folds():
+    """The rate with the best mean over folds wins even where one fold prefers another; folds that hold out
+    nothing, everything or score None do not count; without a fold the first rate is chosen."""
+    n = 10
+    folds = [torch.arange(n) < 5, torch.arange(n) >= 5, torch.zeros(n, dtype=torch.bool),
+             torch.ones(n, dtype=torch.bool), torch.arange(n) == 0]
+    calls = []
+
+    def scores(fit, hold):
+        calls.append((fit.clone(), hold.clone()))
+        assert not bool((fit & hold).any())
+        if int(hold.sum()) == 1:
+            return [None, None, None]
+        return [1.0, 5.0, 0.0] if bool(hold[0]) else [4.0, 3.0, 0.0]  # means 2.5, 4.0, 0.0
+    best, how, mean, per_fold = cross_validate(folds, scores, 3, 'mIoU')
+    assert best == 1 and mean == [2.5, 4.0, 0.0] and len(per_fold) == 2
+    assert how == 'mean hold-out mIoU over 2 image folds' and len(calls) == 3
+    assert cross_validate([], scores, 3, 'mIoU') == (0, 'first lr', [None] * 3, [])
+
+
+def test_the_reported_head_is_fitted_on_every_train_image():
+    """The val score is the head refitted on all train samples: with folds=1 (no selection) it equals a direct
+    fit of the same rates with the same generator on everything."""
+    from projects.probes.dense import fit_linear_heads
+    gen = torch.Generator().manual_seed(3)
+    y = torch.randint(0, 3, (600,), generator=gen)
+    x = _one_hot_features(y, 3, gen) + torch.randn(600, 3, generator=gen)
+    yv = torch.randint(0, 3, (200,), generator=gen)
+    xv = _one_hot_features(yv, 3, gen) + torch.randn(200, 3, generator=gen)
+    res = train_patch_probe(x, y, torch.arange(600) // 20, xv, yv, 3, lrs=(1e-2, 1e-1), epochs=3, batch_size=64,
+                            folds=1, seed=4)
+    assert res['selected_by'] == 'first lr' and res['lr'] == 1e-2
+    heads, standardise = fit_linear_heads(x, y, 3, torch.nn.functional.cross_entropy, (1e-2, 1e-1), 3, 64,
+                                          torch.Generator().manual_seed(4), 4)
+    with torch.no_grad():
+        direct = [miou(confusion_matrix(h(standardise(xv)).argmax(1), yv, 3))['miou'] for h in heads]
+    assert [r['val_miou'] for r in res['per_lr']] == pytest.approx(direct)
 
 
 def test_summarise():
