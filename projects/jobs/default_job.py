@@ -174,10 +174,13 @@ def run_stage(stage, job: JobInputs, progress):
 def collect(stages, seeds, inits):
     """Per-seed rows ``{init, seed, <AP keys>, <PROBE_KEYS>}`` from the stages' outputs (``box_iou``,
     ``box_iou50``: the localisation probe's mean IoU and IoU >= 0.5 rate; on the all-background row, the constant
-    predictor's)."""
+    predictor's), and the learning rate of each linear probe measure: one for the whole table
+    (:func:`projects.probes.dense.shared_lrs` over every probe row of every seed)."""
+    from projects.probes.dense import at_lrs, shared_lrs
     rows = {(init, seed): dict(init=init, seed=seed) for seed in seeds for init in inits}
+    row_init = {'posfield': 'posfield (ours)', 'dinov2-dagger': 'DINOv2-dagger', 'random': 'random init'}
+    probed = []  # (table row key, probe row)
     for st in stages:
-        row_init = {'posfield': 'posfield (ours)', 'dinov2-dagger': 'DINOv2-dagger', 'random': 'random init'}
         if st['kind'] == 'det':
             with open(osp.join(st['folder'], 'metrics.json')) as f:
                 metrics = json.load(f)['metrics']
@@ -187,12 +190,15 @@ def collect(stages, seeds, inits):
                 probe = json.load(f)
             for r in probe['rows']:
                 init = row_init.get(st['init']) if r is probe['rows'][0] else r['name']
-                rows[(init, st['seed'])].update(patch_miou=r['patch']['miou'],
-                                                fg_miou=(r.get('foreground') or {}).get('miou'),
-                                                crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
-                                                box_iou=(r.get('box') or {}).get('mean_iou'),
-                                                box_iou50=(r.get('box') or {}).get('iou50_rate'))
-    return [rows[(init, seed)] for init in inits for seed in seeds]
+                probed.append(((init, st['seed']), r))
+    lrs = shared_lrs([r for _, r in probed])
+    for key, r in probed:
+        r = at_lrs(r, lrs)
+        rows[key].update(patch_miou=r['patch']['miou'], fg_miou=(r.get('foreground') or {}).get('miou'),
+                         crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
+                         box_iou=(r.get('box') or {}).get('mean_iou'),
+                         box_iou50=(r.get('box') or {}).get('iou50_rate'))
+    return [rows[(init, seed)] for init in inits for seed in seeds], lrs
 
 
 def aggregate(rows, inits, seeds):
@@ -285,7 +291,7 @@ def run_default_job(preset: str = 'default', work_dir: str = osp.join('work_dirs
 
     inits = ['posfield (ours)'] + (['DINOv2-dagger'] if baseline else []) + ['random init', 'raw pixels',
                                                                              'all background']
-    rows = collect(stages, seeds, inits)
+    rows, probe_lrs = collect(stages, seeds, inits)
     table, paired = aggregate(rows, inits, seeds)
     stage_minutes = {}
     for st in stages:
@@ -294,7 +300,7 @@ def run_default_job(preset: str = 'default', work_dir: str = osp.join('work_dirs
     summary = dict(
         preset=name, seeds=seeds,
         iterations=dict(pretrain=preset['pretrain_iters'], detection=preset['det_iters'] if detection else None),
-        probe=dict(img_size=preset['probe_img_size'], epochs=preset['probe_epochs']),
+        probe=dict(img_size=preset['probe_img_size'], epochs=preset['probe_epochs'], shared_lr=probe_lrs),
         date=utc_stamp(),
         hardware=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU'
         if not cuda_available() else 'CUDA', minutes_this_run=round((time.time() - started) / 60, 1),
@@ -329,7 +335,12 @@ def format_table(summary):
     head = f"{'initialisation':<18}" + ''.join(f'{c[0]:>15}' for c in cols)
     lines = ['', f"Default job ({summary['preset']}, seeds {','.join(map(str, seeds))}"
              f"{', mean ± std over seeds' if len(seeds) > 1 else ''}) on the {summary['data']['description']}; "
-             f"{summary['hardware']}, {summary['minutes_all_stages']} min of stages", head, '-' * len(head)]
+             f"{summary['hardware']}, {summary['minutes_all_stages']} min of stages"]
+    shared = (summary.get('probe') or {}).get('shared_lr')
+    if shared:
+        lines.append('linear probes at one learning rate per measure for the whole table (best mean hold-out): '
+                     + ', '.join(f'{m} {lr:g}' for m, lr in shared.items()))
+    lines += [head, '-' * len(head)]
     for init, stats in summary['mean_std'].items():
         lines.append(f'{init:<18}' + ''.join(f'{_fmt(stats.get(k), s):>15}' for _, k, s in cols))
     for other, diffs in summary['paired_differences'].items():

@@ -270,6 +270,55 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20,
     return [background, raw]
 
 
+# Per linear measure: its hold-out score in ``per_lr``, and the ``per_lr`` key of each reported score's val value.
+SHARED_LR_MEASURES = {
+    'patch': ('holdout_miou', {'miou': 'val_miou'}),
+    'foreground': ('holdout_miou', {'miou': 'val_miou'}),
+    'box': ('holdout_mean_iou', {'mean_iou': 'val_mean_iou', 'iou50_rate': 'val_iou50_rate'}),
+}
+
+
+def shared_lrs(rows: Sequence[Dict[str, object]]) -> Dict[str, float]:
+    """One learning rate per linear measure for a whole table: the rate with the best mean hold-out score over
+    every probe row that has one (each row's cross-validated ``per_lr``). Comparing rows at one rate keeps the
+    head's optimisation out of the differences between rows, which a per-row choice between near-tied rates puts
+    in. A measure no row scored on a hold-out is left out."""
+    out = {}
+    for measure, (hold_key, _) in SHARED_LR_MEASURES.items():
+        scores: Dict[float, List[float]] = {}
+        for r in rows:
+            for entry in (r.get(measure) or {}).get('per_lr') or []:
+                if entry.get(hold_key) is not None:
+                    scores.setdefault(float(entry['lr']), []).append(float(entry[hold_key]))
+        counts = {len(v) for v in scores.values()}
+        if len(counts) > 1:
+            raise ValueError(f'shared_lrs: the {measure} probes of these rows were not run on one learning-rate '
+                             f'grid ({ {lr: len(v) for lr, v in scores.items()} } rows per rate)')
+        if scores:
+            out[measure] = max(scores, key=lambda lr: float(np.mean(scores[lr])))
+    return out
+
+
+def at_lrs(row: Dict[str, object], lrs: Dict[str, float]) -> Dict[str, object]:
+    """A copy of a probe row whose measures report their val scores at ``lrs[measure]`` (:func:`shared_lrs`),
+    read from ``per_lr``; measures without ``per_lr`` (the constant floors) are unchanged."""
+    row = dict(row)
+    for measure, lr in lrs.items():
+        res = row.get(measure)
+        if not res or not res.get('per_lr'):
+            continue
+        entry = next((e for e in res['per_lr'] if float(e['lr']) == lr), None)
+        if entry is None:
+            raise ValueError(f'at_lrs: row {row.get("name")!r} has no {measure} head at lr {lr:g}')
+        res = dict(res, lr=lr, selected_by='shared: best mean hold-out score over the table\'s rows')
+        for key, val_key in SHARED_LR_MEASURES[measure][1].items():
+            res[key] = entry[val_key]
+        for stale in ('per_class_iou', 'accuracy', 'l1'):
+            res.pop(stale, None)  # the per-row choice's head's, not the shared rate's
+        row[measure] = res
+    return row
+
+
 def backbone_patch_encoder(backbone: nn.Module, with_cls: bool = True) -> Encoder:
     """Final-normed last-layer patch tokens of a ViT on the whole canvas. ``with_cls=False`` runs a
     :class:`PosFieldViT` without its [CLS] token, as the detector does (for backbone files that do not have

@@ -196,7 +196,8 @@ def test_default_job_table_has_localisation_columns_and_paired_differences(tmp_p
                                  box=dict(mean_iou=iou + seed, iou50_rate=rate + 2 * seed)))
             (folder / 'probe.json').write_text(json.dumps(dict(rows=rows)))
             stages.append(dict(kind='probe', folder=str(folder), init=init, seed=seed))
-    rows = job.collect(stages, [0, 1], inits)
+    rows, lrs = job.collect(stages, [0, 1], inits)
+    assert lrs == {}  # no row has a learning-rate grid: each keeps its own numbers
     by = {(r['init'], r['seed']): r for r in rows}
     assert by[('posfield (ours)', 1)]['box_iou'] == 41.0 and by[('all background', 0)]['box_iou50'] == 5.0
     table, paired = job.aggregate(rows, inits, [0, 1])

@@ -19,7 +19,7 @@ from projects.probes import (
     semantic_map,
     train_patch_probe,
 )
-from projects.probes.dense import cross_validate, floor_rows, image_folds, summarise
+from projects.probes.dense import at_lrs, cross_validate, floor_rows, image_folds, shared_lrs, summarise
 from tests.helpers import box_polygon, coco_instance, write_coco_split
 
 
@@ -132,6 +132,35 @@ def test_the_reported_head_is_fitted_on_every_train_image():
     with torch.no_grad():
         direct = [miou(confusion_matrix(h(standardise(xv)).argmax(1), yv, 3))['miou'] for h in heads]
     assert [r['val_miou'] for r in res['per_lr']] == pytest.approx(direct)
+
+
+def _grid_row(name, hold, val):
+    return dict(name=name, patch=dict(miou=max(val), lr=0.1, per_class_iou=[1.0],
+                                      per_lr=[dict(lr=lr, holdout_miou=h, val_miou=v)
+                                              for lr, h, v in zip((0.01, 0.1), hold, val)]),
+                box=dict(mean_iou=30.0, iou50_rate=40.0, instances=7,
+                         per_lr=[dict(lr=lr, holdout_mean_iou=h, val_mean_iou=v, val_iou50_rate=v + 1)
+                                 for lr, h, v in zip((0.01, 0.1), hold, val)]))
+
+
+def test_shared_lr_is_the_best_mean_hold_out_over_rows_and_rows_report_it():
+    """Row a prefers 0.1 on its hold-out by a hair, row b prefers 0.01 clearly: the table's rate is 0.01 for
+    both, and each row reports its val score at 0.01; a constant row (no grid) keeps its numbers."""
+    a = _grid_row('a', hold=(10.0, 10.1), val=(14.0, 11.0))
+    b = _grid_row('b', hold=(12.0, 11.0), val=(13.0, 12.0))
+    const = dict(name='all background', patch=dict(miou=11.5), box=dict(mean_iou=27.0, iou50_rate=30.0))
+    lrs = shared_lrs([a, b, const])
+    assert lrs == {'patch': 0.01, 'box': 0.01}
+    ra, rc = at_lrs(a, lrs), at_lrs(const, lrs)
+    assert ra['patch']['miou'] == 14.0 and ra['patch']['lr'] == 0.01 and 'per_class_iou' not in ra['patch']
+    assert ra['box']['mean_iou'] == 14.0 and ra['box']['iou50_rate'] == 15.0 and ra['box']['instances'] == 7
+    assert a['patch']['miou'] == 14.0 and a['patch']['lr'] == 0.1  # the input row is not modified
+    assert rc == const
+    with pytest.raises(ValueError, match='one learning-rate grid'):
+        b['patch']['per_lr'].append(dict(lr=1.0, holdout_miou=1.0, val_miou=1.0))
+        shared_lrs([a, b])
+    with pytest.raises(ValueError, match="row 'a' has no patch head at lr 0.5"):
+        at_lrs(a, {'patch': 0.5})
 
 
 def test_summarise():
