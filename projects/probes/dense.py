@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from projects.common.errors import BadInputError
+
 from .coco_patches import IGNORE, CocoSplit, instance_boxes, instance_crops, resized_image_and_labels
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # normalised (B, 3, S, S) -> patch features (B, N, D)
@@ -271,6 +273,10 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20,
 
 
 # Per linear measure: its hold-out score in ``per_lr``, and the ``per_lr`` key of each reported score's val value.
+class ProbeGridError(BadInputError, ValueError):
+    """Probe rows that cannot be read at one learning rate: they were run on different grids."""
+
+
 SHARED_LR_MEASURES = {
     'patch': ('holdout_miou', {'miou': 'val_miou'}),
     'foreground': ('holdout_miou', {'miou': 'val_miou'}),
@@ -286,14 +292,16 @@ def shared_lrs(rows: Sequence[Dict[str, object]]) -> Dict[str, float]:
     out = {}
     for measure, (hold_key, _) in SHARED_LR_MEASURES.items():
         scores: Dict[float, List[float]] = {}
+        grids = set()
         for r in rows:
-            for entry in (r.get(measure) or {}).get('per_lr') or []:
-                if entry.get(hold_key) is not None:
-                    scores.setdefault(float(entry['lr']), []).append(float(entry[hold_key]))
-        counts = {len(v) for v in scores.values()}
-        if len(counts) > 1:
-            raise ValueError(f'shared_lrs: the {measure} probes of these rows were not run on one learning-rate '
-                             f'grid ({ {lr: len(v) for lr, v in scores.items()} } rows per rate)')
+            entries = [e for e in (r.get(measure) or {}).get('per_lr') or [] if e.get(hold_key) is not None]
+            if entries:
+                grids.add(tuple(sorted(float(e['lr']) for e in entries)))
+            for entry in entries:
+                scores.setdefault(float(entry['lr']), []).append(float(entry[hold_key]))
+        if len(grids) > 1:
+            raise ProbeGridError(f'shared_lrs: the {measure} probes of these rows were not run on one learning-rate '
+                                 f'grid: {sorted(grids)}')
         if scores:
             out[measure] = max(scores, key=lambda lr: float(np.mean(scores[lr])))
     return out
@@ -309,7 +317,7 @@ def at_lrs(row: Dict[str, object], lrs: Dict[str, float]) -> Dict[str, object]:
             continue
         entry = next((e for e in res['per_lr'] if float(e['lr']) == lr), None)
         if entry is None:
-            raise ValueError(f'at_lrs: row {row.get("name")!r} has no {measure} head at lr {lr:g}')
+            raise ProbeGridError(f'at_lrs: row {row.get("name")!r} has no {measure} head at lr {lr:g}')
         res = dict(res, lr=lr, selected_by='shared: best mean hold-out score over the table\'s rows')
         for key, val_key in SHARED_LR_MEASURES[measure][1].items():
             res[key] = entry[val_key]

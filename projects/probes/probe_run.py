@@ -5,7 +5,7 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -17,9 +17,10 @@ from projects.common.backbone_loader import (
     select_backbone,
 )
 from projects.common.checkpoint import config_of_checkpoint
+from projects.common.errors import BadInputError
 
 from .coco_patches import load_split
-from .dense import PROBE_LRS, ProbeData, backbone_patch_encoder, floor_rows, probe_row
+from .dense import PROBE_LRS, ProbeData, at_lrs, backbone_patch_encoder, floor_rows, probe_row, shared_lrs
 
 
 def has_cls_token(path: str, key: str) -> bool:
@@ -48,14 +49,15 @@ def load_probed_backbone(model: str, config: Optional[str] = None, key: str = 't
 
 
 def format_rows(result: dict) -> str:
-    lines = [f"{'backbone':<22} {'patch mIoU':>10} {'patch acc':>9} {'fg mIoU':>8} {'crop k-NN top1':>14} "
+    w = max([22] + [len(r['name']) for r in result['rows']])
+    lines = [f"{'backbone':<{w}} {'patch mIoU':>10} {'patch acc':>9} {'fg mIoU':>8} {'crop k-NN top1':>14} "
              f"{'box IoU':>8} {'IoU>=0.5':>8}"]
 
     def cell(v, width):
         return f"{'' if v is None else f'{v:.2f}':>{width}}"
     for r in result['rows']:
         box = r.get('box') or {}
-        lines.append(f"{r['name']:<22} {r['patch']['miou']:>10.2f} {cell(r['patch'].get('accuracy'), 9)} "
+        lines.append(f"{r['name']:<{w}} {r['patch']['miou']:>10.2f} {cell(r['patch'].get('accuracy'), 9)} "
                      f"{cell((r.get('foreground') or {}).get('miou'), 8)} "
                      f"{cell((r.get('crop_knn') or {}).get('top1'), 14)} {cell(box.get('mean_iou'), 8)} "
                      f"{cell(box.get('iou50_rate'), 8)}")
@@ -93,3 +95,27 @@ def run_dense_probe(model: str, coco: str, out: str, config: Optional[str] = Non
     print(format_rows(result))
     print(f'[dense-probe] written {out} ({result["seconds"]} s)', flush=True)
     return result
+
+
+def shared_lr_table(paths: Sequence[str]) -> dict:
+    """The rows of several ``dense_probe.py`` outputs, each linear measure read at one learning rate for all of
+    them (:func:`~projects.probes.dense.shared_lrs`), as ``tools/analysis/probe_table.py`` prints them. A row is
+    named ``<folder>: <row name>``, the folder of its probe.json relative to the files' common folder."""
+    probes = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                probe = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f'{path}: not JSON ({exc})') from None
+        if not isinstance(probe, dict) or not isinstance(probe.get('rows'), list):
+            raise BadInputError(f'{path}: not a tools/analysis/dense_probe.py output (expected a "rows" list)')
+        probes.append((path, probe['rows']))
+    folders = [osp.dirname(osp.abspath(p)) for p in paths]
+    common = osp.commonpath(folders) if len(set(folders)) > 1 else osp.dirname(folders[0])
+    lrs = shared_lrs([r for _, rows in probes for r in rows])
+    rows: List[dict] = []
+    for (path, probe_rows), folder in zip(probes, folders):
+        label = osp.relpath(folder, common)
+        rows += [dict(at_lrs(r, lrs), name=f'{label}: {r["name"]}', file=osp.abspath(path)) for r in probe_rows]
+    return dict(shared_lr=lrs, rows=rows)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from projects.common.errors import BadInputError
 from projects.probes.probe_run import format_rows, load_probed_backbone
 from tests.helpers import TINY_PRETRAIN, load_tool, write_coco
 
@@ -148,3 +149,45 @@ def test_lrs_sets_every_linear_probes_grid(coco, tmp_path):
     assert [r['lr'] for r in default['rows'][0]['box']['per_lr']] == list(PROBE_LRS)
     with pytest.raises(SystemExit):
         _run(common + ['--out', str(tmp_path / 'c.json'), '--lrs', '0'])
+
+
+def _probe_json(path, name, hold, val):
+    """A dense_probe.py output with one learned row on a two-rate grid and the constant floor row."""
+    grid = (0.001, 0.01)
+    learned = dict(name=name, patch=dict(miou=val[int(hold[1] > hold[0])], lr=grid[int(hold[1] > hold[0])],
+                                         per_lr=[dict(lr=lr, holdout_miou=h, val_miou=v)
+                                                 for lr, h, v in zip(grid, hold, val)]))
+    const = dict(name='all background', patch=dict(miou=11.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(rows=[learned, const])))
+    return str(path)
+
+
+def test_probe_table_reads_every_file_at_one_learning_rate(tmp_path, capsys):
+    """Run a picks 0.01 on its own hold-out by a hair, run b picks 0.001 clearly: the table reads both at 0.001
+    (best mean hold-out), names rows by folder, keeps the floor row, and writes the same table as JSON."""
+    a = _probe_json(tmp_path / 'run_a' / 'probe.json', 'posfield', hold=(10.0, 10.1), val=(14.0, 11.0))
+    b = _probe_json(tmp_path / 'run_b' / 'probe.json', 'dinov2-dagger', hold=(12.0, 11.0), val=(13.0, 12.0))
+    out = tmp_path / 'table.json'
+    table = load_tool('tools/analysis/probe_table.py').main([a, b, '--out', str(out)])
+    assert table['shared_lr'] == {'patch': 0.001}
+    by = {r['name']: r for r in table['rows']}
+    assert by['run_a: posfield']['patch']['miou'] == 14.0 and by['run_b: dinov2-dagger']['patch']['miou'] == 13.0
+    assert by['run_a: all background']['patch']['miou'] == 11.0
+    printed = capsys.readouterr().out
+    assert 'patch 0.001' in printed and 'run_a: posfield' in printed
+    assert json.loads(out.read_text()) == json.loads(json.dumps(table))
+
+
+def test_probe_table_names_a_file_that_is_not_a_probe_output(tmp_path):
+    bad = tmp_path / 'other.json'
+    bad.write_text(json.dumps(dict(metrics={})))
+    good = _probe_json(tmp_path / 'run_a' / 'probe.json', 'posfield', hold=(1.0, 2.0), val=(1.0, 2.0))
+    with pytest.raises(BadInputError, match='other.json: not a tools/analysis/dense_probe.py output'):
+        load_tool('tools/analysis/probe_table.py').main([good, str(bad)])
+    other_grid = tmp_path / 'run_c' / 'probe.json'
+    other_grid.parent.mkdir()
+    other_grid.write_text(json.dumps(dict(rows=[dict(name='x', patch=dict(miou=1.0, per_lr=[
+        dict(lr=0.5, holdout_miou=1.0, val_miou=1.0)]))])))
+    with pytest.raises(BadInputError, match='one learning-rate grid'):
+        load_tool('tools/analysis/probe_table.py').main([good, str(other_grid)])

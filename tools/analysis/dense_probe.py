@@ -46,8 +46,8 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=20, help='linear probe epochs')
     p.add_argument('--seed', type=int, default=0, help='seed of the probe and of a random initialisation')
     p.add_argument('--lrs', type=float, nargs='+', metavar='LR',
-                   help='learning-rate grid of every linear probe, one chosen per probe on a held-out part of '
-                        'train (default: projects.probes.dense.PROBE_LRS)')
+                   help='learning-rate grid of every linear probe, one chosen per probe by cross-validation over '
+                        'the train images (default: projects.probes.dense.PROBE_LRS)')
     p.add_argument('--max-images', type=int, help='use at most this many images per split')
     p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, metavar='KEY=VALUE',
                    help='override settings of the config (as tools/train.py --cfg-options)')
