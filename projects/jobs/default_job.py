@@ -174,8 +174,9 @@ def run_stage(stage, job: JobInputs, progress):
 def collect(stages, seeds, inits):
     """Per-seed rows ``{init, seed, <AP keys>, <PROBE_KEYS>}`` from the stages' outputs (``box_iou``,
     ``box_iou50``: the localisation probe's mean IoU and IoU >= 0.5 rate; on the all-background row, the constant
-    predictor's), and the learning rate of each linear probe measure: one for the whole table
-    (:func:`projects.probes.dense.shared_lrs` over every probe row of every seed)."""
+    predictor's), and the learning rate of each linear probe measure: one for every backbone row of the table
+    (:func:`projects.probes.dense.shared_lrs` over ours, DINOv2-dagger and random init of every seed); the floor
+    rows keep their own cross-validated choice."""
     from projects.probes.dense import at_lrs, shared_lrs
     rows = {(init, seed): dict(init=init, seed=seed) for seed in seeds for init in inits}
     row_init = {'posfield': 'posfield (ours)', 'dinov2-dagger': 'DINOv2-dagger', 'random': 'random init'}
@@ -191,9 +192,11 @@ def collect(stages, seeds, inits):
             for r in probe['rows']:
                 init = row_init.get(st['init']) if r is probe['rows'][0] else r['name']
                 probed.append(((init, st['seed']), r))
-    lrs = shared_lrs([r for _, r in probed])
+    # the backbones' rows share the rate; the floors (raw pixels, the constants) keep their own choice
+    backbone_rows = {id(r) for key, r in probed if key[0] in row_init.values()}
+    lrs = shared_lrs([r for _, r in probed if id(r) in backbone_rows])
     for key, r in probed:
-        r = at_lrs(r, lrs)
+        r = at_lrs(r, lrs) if id(r) in backbone_rows else r
         rows[key].update(patch_miou=r['patch']['miou'], fg_miou=(r.get('foreground') or {}).get('miou'),
                          crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
                          box_iou=(r.get('box') or {}).get('mean_iou'),
@@ -338,8 +341,8 @@ def format_table(summary):
              f"{summary['hardware']}, {summary['minutes_all_stages']} min of stages"]
     shared = (summary.get('probe') or {}).get('shared_lr')
     if shared:
-        lines.append('linear probes at one learning rate per measure for the whole table (best mean hold-out): '
-                     + ', '.join(f'{m} {lr:g}' for m, lr in shared.items()))
+        lines.append('backbone rows probed at one learning rate per measure (best mean hold-out; the floors at '
+                     'their own): ' + ', '.join(f'{m} {lr:g}' for m, lr in shared.items()))
     lines += [head, '-' * len(head)]
     for init, stats in summary['mean_std'].items():
         lines.append(f'{init:<18}' + ''.join(f'{_fmt(stats.get(k), s):>15}' for _, k, s in cols))

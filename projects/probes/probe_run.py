@@ -98,8 +98,10 @@ def run_dense_probe(model: str, coco: str, out: str, config: Optional[str] = Non
 
 
 def shared_lr_table(paths: Sequence[str]) -> dict:
-    """The rows of several ``dense_probe.py`` outputs, each linear measure read at one learning rate for all of
-    them (:func:`~projects.probes.dense.shared_lrs`), as ``tools/analysis/probe_table.py`` prints them. A row is
+    """The rows of several ``dense_probe.py`` outputs as ``tools/analysis/probe_table.py`` prints them: each file's
+    backbone row (its first) with every linear measure read at one learning rate for all of them
+    (:func:`~projects.probes.dense.shared_lrs` over the backbone rows); the floor rows (raw pixels, the constant
+    predictors) keep their own choice, so a floor is never lowered by a rate chosen for the backbones. A row is
     named ``<folder>: <row name>``, the folder of its probe.json relative to the files' common folder."""
     probes = []
     for path in paths:
@@ -108,14 +110,15 @@ def shared_lr_table(paths: Sequence[str]) -> dict:
                 probe = json.load(f)
         except json.JSONDecodeError as exc:
             raise BadInputError(f'{path}: not JSON ({exc})') from None
-        if not isinstance(probe, dict) or not isinstance(probe.get('rows'), list):
+        if not isinstance(probe, dict) or not isinstance(probe.get('rows'), list) or not probe['rows']:
             raise BadInputError(f'{path}: not a tools/analysis/dense_probe.py output (expected a "rows" list)')
         probes.append((path, probe['rows']))
     folders = [osp.dirname(osp.abspath(p)) for p in paths]
     common = osp.commonpath(folders) if len(set(folders)) > 1 else osp.dirname(folders[0])
-    lrs = shared_lrs([r for _, rows in probes for r in rows])
-    rows: List[dict] = []
-    for (path, probe_rows), folder in zip(probes, folders):
+    lrs = shared_lrs([rows[0] for _, rows in probes])
+    table: List[dict] = []
+    for (path, rows), folder in zip(probes, folders):
         label = osp.relpath(folder, common)
-        rows += [dict(at_lrs(r, lrs), name=f'{label}: {r["name"]}', file=osp.abspath(path)) for r in probe_rows]
-    return dict(shared_lr=lrs, rows=rows)
+        table += [dict(at_lrs(r, lrs) if i == 0 else r, name=f'{label}: {r["name"]}', file=osp.abspath(path))
+                  for i, r in enumerate(rows)]
+    return dict(shared_lr=lrs, rows=table)

@@ -157,15 +157,17 @@ def _probe_json(path, name, hold, val):
     learned = dict(name=name, patch=dict(miou=val[int(hold[1] > hold[0])], lr=grid[int(hold[1] > hold[0])],
                                          per_lr=[dict(lr=lr, holdout_miou=h, val_miou=v)
                                                  for lr, h, v in zip(grid, hold, val)]))
-    const = dict(name='all background', patch=dict(miou=11.0))
+    const = dict(name='raw pixels', patch=dict(miou=11.0, lr=0.01, per_lr=[dict(lr=lr, holdout_miou=h, val_miou=v)
+                                                                  for lr, h, v in zip(grid, (1.0, 9.0), (10.0, 11.0))]))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(rows=[learned, const])))
     return str(path)
 
 
 def test_probe_table_reads_every_file_at_one_learning_rate(tmp_path, capsys):
-    """Run a picks 0.01 on its own hold-out by a hair, run b picks 0.001 clearly: the table reads both at 0.001
-    (best mean hold-out), names rows by folder, keeps the floor row, and writes the same table as JSON."""
+    """Run a picks 0.01 on its own hold-out by a hair, run b picks 0.001 clearly: the table reads both backbones
+    at 0.001 (best mean hold-out), names rows by folder, keeps the floor row's own choice (0.01, although it is
+    the only row preferring it clearly) and writes the same table as JSON."""
     a = _probe_json(tmp_path / 'run_a' / 'probe.json', 'posfield', hold=(10.0, 10.1), val=(14.0, 11.0))
     b = _probe_json(tmp_path / 'run_b' / 'probe.json', 'dinov2-dagger', hold=(12.0, 11.0), val=(13.0, 12.0))
     out = tmp_path / 'table.json'
@@ -173,7 +175,7 @@ def test_probe_table_reads_every_file_at_one_learning_rate(tmp_path, capsys):
     assert table['shared_lr'] == {'patch': 0.001}
     by = {r['name']: r for r in table['rows']}
     assert by['run_a: posfield']['patch']['miou'] == 14.0 and by['run_b: dinov2-dagger']['patch']['miou'] == 13.0
-    assert by['run_a: all background']['patch']['miou'] == 11.0
+    assert by['run_a: raw pixels']['patch']['miou'] == 11.0 and by['run_a: raw pixels']['patch']['lr'] == 0.01
     printed = capsys.readouterr().out
     assert 'patch 0.001' in printed and 'run_a: posfield' in printed
     assert json.loads(out.read_text()) == json.loads(json.dumps(table))
