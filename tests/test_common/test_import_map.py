@@ -18,7 +18,7 @@ ALLOWED = {
     'posfield.det': {'posfield.batch', 'posfield.models', 'posfield.engine', 'common'},
     'posfield.evaluation': {'posfield.batch', 'posfield.models', 'analysis', 'common'},
     'report': {'posfield.evaluation', 'analysis', 'common'},
-    'jobs': {'report', 'common'},
+    'jobs': {'probes', 'report', 'common'},
     'benchmarks': {'posfield.models', 'common'},
 }
 
