@@ -175,12 +175,12 @@ def collect(stages, seeds, inits):
     """Per-seed rows ``{init, seed, <AP keys>, <PROBE_KEYS>}`` from the stages' outputs (``box_iou``,
     ``box_iou50``: the localisation probe's mean IoU and IoU >= 0.5 rate; on the all-background row, the constant
     predictor's), and the learning rate of each linear probe measure: one for every backbone row of the table
-    (:func:`projects.probes.dense.shared_lrs` over ours, DINOv2-dagger and random init of every seed); the floor
-    rows keep their own cross-validated choice."""
-    from projects.probes.dense import at_lrs, shared_lrs
+    (ours, DINOv2-dagger and random init of every seed), the floor rows at their own cross-validated choice
+    (:func:`projects.probes.dense.backbone_rows_at_shared_lrs`)."""
+    from projects.probes.dense import backbone_rows_at_shared_lrs
     rows = {(init, seed): dict(init=init, seed=seed) for seed in seeds for init in inits}
     row_init = {'posfield': 'posfield (ours)', 'dinov2-dagger': 'DINOv2-dagger', 'random': 'random init'}
-    probed = []  # (table row key, probe row)
+    probes = []  # (stage, the rows of its probe.json: the probed backbone first, then any floors)
     for st in stages:
         if st['kind'] == 'det':
             with open(osp.join(st['folder'], 'metrics.json')) as f:
@@ -188,19 +188,16 @@ def collect(stages, seeds, inits):
             rows[(row_init[st['init']], st['seed'])].update({k: metrics.get(f'coco/{k}') for k in METRIC_KEYS})
         elif st['kind'] == 'probe':
             with open(osp.join(st['folder'], 'probe.json')) as f:
-                probe = json.load(f)
-            for r in probe['rows']:
-                init = row_init.get(st['init']) if r is probe['rows'][0] else r['name']
-                probed.append(((init, st['seed']), r))
-    # the backbones' rows share the rate; the floors (raw pixels, the constants) keep their own choice
-    backbone_rows = {id(r) for key, r in probed if key[0] in row_init.values()}
-    lrs = shared_lrs([r for _, r in probed if id(r) in backbone_rows])
-    for key, r in probed:
-        r = at_lrs(r, lrs) if id(r) in backbone_rows else r
-        rows[key].update(patch_miou=r['patch']['miou'], fg_miou=(r.get('foreground') or {}).get('miou'),
-                         crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
-                         box_iou=(r.get('box') or {}).get('mean_iou'),
-                         box_iou50=(r.get('box') or {}).get('iou50_rate'))
+                probes.append((st, json.load(f)['rows']))
+    lrs, read = backbone_rows_at_shared_lrs([probe_rows for _, probe_rows in probes])
+    for (st, _), probe_rows in zip(probes, read):
+        for i, r in enumerate(probe_rows):
+            init = row_init.get(st['init']) if i == 0 else r['name']
+            rows[(init, st['seed'])].update(patch_miou=r['patch']['miou'],
+                                            fg_miou=(r.get('foreground') or {}).get('miou'),
+                                            crop_knn_top1=(r.get('crop_knn') or {}).get('top1'),
+                                            box_iou=(r.get('box') or {}).get('mean_iou'),
+                                            box_iou50=(r.get('box') or {}).get('iou50_rate'))
     return [rows[(init, seed)] for init in inits for seed in seeds], lrs
 
 

@@ -272,11 +272,11 @@ def floor_rows(data: ProbeData, mean, std, seed: int = 0, epochs: int = 20,
     return [background, raw]
 
 
-# Per linear measure: its hold-out score in ``per_lr``, and the ``per_lr`` key of each reported score's val value.
 class ProbeGridError(BadInputError, ValueError):
     """Probe rows that cannot be read at one learning rate: they were run on different grids."""
 
 
+# Per linear measure: its hold-out score in ``per_lr``, and the ``per_lr`` key of each reported score's val value.
 SHARED_LR_MEASURES = {
     'patch': ('holdout_miou', {'miou': 'val_miou'}),
     'foreground': ('holdout_miou', {'miou': 'val_miou'}),
@@ -325,6 +325,15 @@ def at_lrs(row: Dict[str, object], lrs: Dict[str, float]) -> Dict[str, object]:
             res.pop(stale, None)  # the per-row choice's head's, not the shared rate's
         row[measure] = res
     return row
+
+
+def backbone_rows_at_shared_lrs(probes: Sequence[Sequence[Dict[str, object]]]):
+    """The rows of several probe outputs (each a ``dense_probe.py`` ``rows`` list: the probed backbone first, then
+    any floor rows) with every backbone row read at one learning rate per measure (:func:`shared_lrs` over the
+    backbone rows, :func:`at_lrs`); the floors (raw pixels, the constants) keep their own choice, so a floor is
+    never lowered by a rate chosen for the backbones. Returns the rates and the rows, in the input's nesting."""
+    lrs = shared_lrs([rows[0] for rows in probes if rows])
+    return lrs, [[at_lrs(r, lrs) if i == 0 else r for i, r in enumerate(rows)] for rows in probes]
 
 
 def backbone_patch_encoder(backbone: nn.Module, with_cls: bool = True) -> Encoder:

@@ -20,7 +20,7 @@ from projects.common.checkpoint import config_of_checkpoint
 from projects.common.errors import BadInputError
 
 from .coco_patches import load_split
-from .dense import PROBE_LRS, ProbeData, at_lrs, backbone_patch_encoder, floor_rows, probe_row, shared_lrs
+from .dense import PROBE_LRS, ProbeData, backbone_patch_encoder, backbone_rows_at_shared_lrs, floor_rows, probe_row
 
 
 def has_cls_token(path: str, key: str) -> bool:
@@ -99,10 +99,9 @@ def run_dense_probe(model: str, coco: str, out: str, config: Optional[str] = Non
 
 def shared_lr_table(paths: Sequence[str]) -> dict:
     """The rows of several ``dense_probe.py`` outputs as ``tools/analysis/probe_table.py`` prints them: each file's
-    backbone row (its first) with every linear measure read at one learning rate for all of them
-    (:func:`~projects.probes.dense.shared_lrs` over the backbone rows); the floor rows (raw pixels, the constant
-    predictors) keep their own choice, so a floor is never lowered by a rate chosen for the backbones. A row is
-    named ``<folder>: <row name>``, the folder of its probe.json relative to the files' common folder."""
+    backbone row (its first) read at the learning rates shared by all of them, its floor rows at their own
+    (:func:`~projects.probes.dense.backbone_rows_at_shared_lrs`). A row is named ``<folder>: <row name>``, the
+    folder of its probe.json relative to the files' common folder."""
     probes = []
     for path in paths:
         try:
@@ -115,10 +114,9 @@ def shared_lr_table(paths: Sequence[str]) -> dict:
         probes.append((path, probe['rows']))
     folders = [osp.dirname(osp.abspath(p)) for p in paths]
     common = osp.commonpath(folders) if len(set(folders)) > 1 else osp.dirname(folders[0])
-    lrs = shared_lrs([rows[0] for _, rows in probes])
+    lrs, read = backbone_rows_at_shared_lrs([rows for _, rows in probes])
     table: List[dict] = []
-    for (path, rows), folder in zip(probes, folders):
+    for (path, _), rows, folder in zip(probes, read, folders):
         label = osp.relpath(folder, common)
-        table += [dict(at_lrs(r, lrs) if i == 0 else r, name=f'{label}: {r["name"]}', file=osp.abspath(path))
-                  for i, r in enumerate(rows)]
+        table += [dict(r, name=f'{label}: {r["name"]}', file=osp.abspath(path)) for r in rows]
     return dict(shared_lr=lrs, rows=table)

@@ -11,7 +11,6 @@ optimisation.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
@@ -38,9 +37,8 @@ def main(argv=None):
                                                  or 'none (no row has a learning-rate grid)'))
     print(format_rows(table))
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(table, f, indent=1)
+        from projects.common.checkpoint import atomic_write_bytes
+        atomic_write_bytes(json.dumps(table, indent=1).encode(), args.out)
     return table
 
 
